@@ -1,0 +1,49 @@
+"""tokbench's own features, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from tokbench.hookspecs import hookimpl
+
+
+@hookimpl
+def tokbench_register_tokenizers(register):
+    register(
+        "resample",
+        factory="tokbench.tokenizers.resample:build_resample",
+        params="tokbench.tokenizers.resample:ResampleParams",
+        capabilities={"encode", "decode"},
+        description="non-learned baseline: area-downsample by a factor, interpolate back",
+    )
+
+
+@hookimpl
+def tokbench_register_datasets(register):
+    register(
+        "shapes",
+        dataset="tokbench.data.shapes:ShapesDataset",
+        params="tokbench.data.params:ShapesParams",
+        description="procedurally generated coloured shapes with labels and captions (offline)",
+    )
+    register(
+        "imagefolder",
+        dataset="tokbench.data.imagefolder:ImageFolderDataset",
+        params="tokbench.data.params:ImageFolderParams",
+        description="ImageNet-layout folder of class subfolders",
+    )
+
+
+@hookimpl
+def tokbench_register_tasks(register):
+    register(
+        "reconstruction",
+        task="tokbench.tasks.reconstruction:ReconstructionTask",
+        params="tokbench.tasks.reconstruction_params:ReconstructionParams",
+        requires={"encode", "decode"},
+        description="rFID (real Inception), PSNR, SSIM, LPIPS of reconstructions",
+    )
+
+
+@hookimpl
+def tokbench_register_exporters(register):
+    for name in ("markdown", "csv", "json"):
+        register(name, exporter=f"tokbench.report.tables:export_{name}", description=f"results table as {name}")

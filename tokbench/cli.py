@@ -1,0 +1,290 @@
+"""The ``tokbench`` command line.
+
+Commands that list plugins, validate suites, export tables or inspect the
+store import no torch; heavy modules are imported inside the commands that
+need them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tokbench.errors import TokbenchError
+
+OVERRIDE_HELP = "override a suite field, e.g. -o tasks.0.params.num_images=64 (repeatable)"
+
+
+def _fail(error: Exception) -> None:
+    for line in str(error).splitlines() or [type(error).__name__]:
+        click.secho(f"error: {line}", fg="red", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns TokbenchError into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TokbenchError as error:
+            _fail(error)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="tokbench")
+def cli() -> None:
+    """Benchmark visual tokenizers: understanding, reconstruction, generation."""
+
+
+def _load(suite_path: str, overrides: tuple[str, ...]):
+    from tokbench.config import load_suite
+
+    return load_suite(suite_path, list(overrides))
+
+
+# ---- validate / plugins --------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, help=OVERRIDE_HELP)
+@click.option("--show", is_flag=True, help="print the resolved suite (defaults filled in)")
+def validate(suite: str, overrides: tuple[str, ...], show: bool) -> None:
+    """Check a suite file without running anything."""
+    from tokbench.config import suite_to_yaml
+
+    resolved = _load(suite, overrides)
+    click.echo(
+        f"ok: suite {resolved.name!r}: {len(resolved.datasets)} dataset(s), {len(resolved.tokenizers)} tokenizer(s), "
+        f"{len(resolved.tasks)} task(s); digest {resolved.digest()}"
+    )
+    if show:
+        click.echo(suite_to_yaml(resolved))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins(as_json: bool) -> None:
+    """List installed plugins, what they register, and any that failed to load."""
+    from tokbench.plugins import get_registry
+
+    registry = get_registry()
+    rows = [
+        {"name": p.name, "version": p.version, "module": p.module, "status": "error" if p.error else "ok",
+         "error": p.error, "registered": p.registered}
+        for p in registry.plugins
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']} {row['version']} ({row['module']}): {row['status']}")
+        if row["error"]:
+            click.secho(f"    {row['error']}", fg="red")
+        for item in row["registered"]:
+            click.echo(f"    {item}")
+
+
+# ---- run / status ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, help=OVERRIDE_HELP)
+@click.option("--backend", type=click.Choice(["debug", "local", "slurm"]), help="override launcher.backend")
+@click.option("--store", "store_root", type=click.Path(file_okay=False), help="override store.root")
+@click.option("--dry-run", is_flag=True, help="print the plan and what is already in the store, run nothing")
+@click.option("--no-progress", is_flag=True, help="no progress bars")
+def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root: str | None, dry_run: bool, no_progress: bool) -> None:
+    """Run a suite: every unit not already in the store, then print the results."""
+    from tokbench.launch.executors import describe_backend, launch
+    from tokbench.planner import plan_suite
+    from tokbench.runner import create_run, is_done, store_for
+
+    extra = list(overrides)
+    if backend:
+        extra.append(f"launcher.backend={backend}")
+    if store_root:
+        extra.append(f"store.root={store_root}")
+    resolved = _load(suite, tuple(extra))
+    store = store_for(resolved)
+    started = time.time()
+    plan = plan_suite(resolved)
+    cached = sum(is_done(store, unit) for unit in plan.units)
+    click.echo(
+        f"suite {resolved.name!r}: {len(plan.units)} unit(s), {cached} already in the store at {store.root}; "
+        f"backend {describe_backend(resolved.launcher)}"
+    )
+    if dry_run:
+        for unit in plan.units:
+            click.echo(f"  [{'cached' if is_done(store, unit) else 'to run'}] {unit.label} ({unit.key})")
+        return
+    run_dir = create_run(store, resolved, plan, suite)
+
+    def report(outcome) -> None:
+        colour = {"done": "green", "cached": None, "failed": "red", "skipped": "yellow"}[outcome.status]
+        timing = f" in {outcome.seconds:.1f}s" if outcome.status == "done" else ""
+        click.secho(f"  {outcome.status:7s} {outcome.label}{timing}", fg=colour)
+        if outcome.error:
+            click.secho(f"          {outcome.error}", fg=colour, err=True)
+
+    outcomes = launch(plan, run_dir, store, resolved.launcher, report=report, progress=not no_progress)
+    click.echo(f"run {run_dir.name} finished in {time.time() - started:.1f}s")
+    _print_results(store, [u.key for u in plan.units])
+    failed = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if failed:
+        click.secho(f"{len(failed)} unit(s) did not complete; logs: {run_dir / 'units'}", fg="red", err=True)
+        sys.exit(1)
+
+
+def _print_results(store, keys: list[str]) -> None:
+    from tokbench.report.tables import export_markdown, results_frame
+
+    records = [store.get_result(k) for k in keys if store.has_result(k)]
+    frame = results_frame(records)
+    if frame.empty:
+        return
+    click.echo(export_markdown(frame))
+    for note in _unavailable_notes(records):
+        click.echo(note)
+
+
+def _unavailable_notes(records) -> list[str]:
+    notes = {}
+    for record in records:
+        for metric, reason in record.get("unavailable", {}).items():
+            notes.setdefault(f"{metric}: {reason}", None)
+    return [f"n/a {note}" for note in notes]
+
+
+@cli.command()
+@click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
+@click.option("--run", "run_name", help="run name (default: the latest run)")
+def status(store_root: str | None, run_name: str | None) -> None:
+    """Show the units of a run and their state (done, running, failed, pending)."""
+    from tokbench.runner import latest_run, load_run, unit_state
+    from tokbench.store import Store, default_store_root
+
+    store = Store(store_root or default_store_root())
+    run_dir = store.root / "runs" / run_name if run_name else latest_run(store)
+    if run_dir is None or not run_dir.exists():
+        raise TokbenchError(f"no run found in {store.root / 'runs'}; start one with `tokbench run SUITE`")
+    _, plan, _ = load_run(run_dir)
+    counts: dict[str, int] = {}
+    click.echo(f"run {run_dir.name}")
+    for unit in plan.units:
+        state = unit_state(store, run_dir, unit)
+        counts[state] = counts.get(state, 0) + 1
+        click.echo(f"  {state:8s} {unit.label}")
+        if state == "failed":
+            error = json.loads((run_dir / "units" / f"{unit.key}.json").read_text()).get("error")
+            click.secho(f"           {error}", fg="red")
+    click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+# ---- export ------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
+@click.option("--format", "fmt", default="markdown", show_default=True, help="exporter name (see `tokbench plugins`)")
+@click.option("--suite", "suite_name", help="only results of this suite name")
+@click.option("--output", "-O", type=click.Path(dir_okay=False), help="write to a file instead of stdout")
+def export(store_root: str | None, fmt: str, suite_name: str | None, output: str | None) -> None:
+    """Export the results in the store as a table."""
+    from tokbench.plugins import get_registry, resolve
+    from tokbench.report.tables import results_frame
+    from tokbench.store import Store, default_store_root
+
+    store = Store(store_root or default_store_root())
+    exporter = resolve(get_registry().get("exporters", fmt).exporter)
+    text = exporter(results_frame(store.results(), suite=suite_name))
+    if output:
+        Path(output).write_text(text + "\n")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
+# ---- store maintenance --------------------------------------------------------------
+
+
+@cli.group()
+def store() -> None:
+    """Inspect and maintain the content-addressed store."""
+
+
+_store_option = click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
+
+
+def _open_store(store_root: str | None):
+    from tokbench.store import Store, default_store_root
+
+    root = Path(store_root) if store_root else default_store_root()
+    if not root.exists():
+        raise TokbenchError(f"no store at {root}; run a suite first or pass --store")
+    return Store(root)
+
+
+@store.command("ls")
+@_store_option
+def store_ls(store_root: str | None) -> None:
+    """List artifacts and results."""
+    opened = _open_store(store_root)
+    for artifact in opened.artifacts():
+        label = artifact.get("meta", {}).get("label", "")
+        click.echo(f"{artifact['key']}  {artifact['kind']:28s} {artifact['size'] / 1e6:9.2f} MB  {label}")
+    for record in opened.results():
+        click.echo(f"{record['key']}  {'result:' + record.get('type', '?'):28s} {'':12s}  {record.get('label', '')}")
+
+
+@store.command("verify")
+@_store_option
+def store_verify(store_root: str | None) -> None:
+    """Re-hash every committed file; exit 1 on any problem."""
+    report = _open_store(store_root).verify()
+    for problem in report.problems:
+        click.secho(problem, fg="red")
+    click.echo(f"checked {report.checked} file(s): {'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@store.command("gc")
+@_store_option
+@click.option("--dry-run", is_flag=True)
+@click.option("--unreferenced", is_flag=True, help="also remove artifacts that no result refers to")
+def store_gc(store_root: str | None, dry_run: bool, unreferenced: bool) -> None:
+    """Remove leftovers of interrupted work (and optionally unreferenced artifacts)."""
+    removed = _open_store(store_root).gc(dry_run=dry_run, unreferenced=unreferenced)
+    for path in removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    click.echo(f"{len(removed)} item(s)")
+
+
+def _add_plugin_commands() -> None:
+    from tokbench.plugins import get_registry
+
+    registry = get_registry()
+    for name in [p.name for p in registry.plugins if not p.error]:
+        plugin = registry.manager.get_plugin(name)
+        for impl in registry.manager.hook.tokbench_register_commands.get_hookimpls():
+            if impl.plugin is plugin:
+                try:
+                    impl.function(cli=cli)
+                except Exception as error:  # a broken plugin never breaks the CLI
+                    click.secho(f"warning: plugin {name} failed to add commands: {error}", fg="yellow", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _add_plugin_commands()
+    cli.main(args=argv, prog_name="tokbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,345 @@
+"""Suite schema, YAML loading, environment interpolation and CLI overrides.
+
+Validation happens in two passes: the pydantic schema checks the structure,
+then the registry checks names (plugins, task and dataset kinds, references)
+and validates each ``params`` block with the model its plugin registered.
+Every problem becomes one line: ``file: field.path: what is wrong; allowed: ...``.
+No torch is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from tokbench.errors import SuiteError
+from tokbench.hashing import content_key
+from tokbench.plugins import Registry, get_registry, resolve
+from tokbench.suggest import did_you_mean, unknown_choice
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Strict):
+    root: str = Field("tokbench-store", description="store directory (relative to the working directory)")
+
+
+class LauncherConfig(_Strict):
+    backend: Literal["debug", "local", "slurm"] = "debug"
+    max_workers: PositiveInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    timeout_min: PositiveInt = 24 * 60
+    profile: str | None = Field(None, description="Slurm cluster profile name (slurm/profiles/<name>.yaml)")
+
+
+class DatasetConfig(_Strict):
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenizerConfig(_Strict):
+    plugin: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskConfig(_Strict):
+    kind: str
+    name: str | None = None
+    dataset: str
+    tokenizers: list[str] | Literal["all"] = "all"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.kind
+
+
+class ReportConfig(_Strict):
+    formats: list[Literal["markdown", "csv", "json"]] = Field(default_factory=lambda: ["markdown"])
+
+
+class Suite(_Strict):
+    name: str
+    description: str = ""
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    datasets: dict[str, DatasetConfig]
+    tokenizers: dict[str, TokenizerConfig]
+    tasks: list[TaskConfig] = Field(min_length=1)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def digest(self) -> str:
+        return content_key(self.model_dump(mode="json"))
+
+    def task_tokenizers(self, task: TaskConfig, registry: Registry | None = None) -> list[str]:
+        """Tokenizer names a task runs on; ``all`` means those with the needed capabilities."""
+        if task.tokenizers != "all":
+            return list(task.tokenizers)
+        registry = registry or get_registry()
+        requires = registry.tasks[task.kind].requires
+        return [
+            name
+            for name, cfg in self.tokenizers.items()
+            if requires <= registry.tokenizers[cfg.plugin].capabilities
+        ]
+
+
+# ---- loading -------------------------------------------------------------------
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, problems: list[str], source: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), problems, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}.{i}", problems, source) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{source}: {path}: environment variable ${{{name}}} is not set (use ${{{name}:-default}})")
+            return match.group(0)
+
+        return _ENV_PATTERN.sub(substitute, value)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise SuiteError([f"override {text!r}: expected key.path=value"])
+    key, _, raw = text.partition("=")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.0.c=value`` overrides. List items can be addressed by index
+    or, for tasks, by their ``name``/``kind``."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                index = _list_index(node, part, where)
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise SuiteError([f"override {text!r}: {where} is not a mapping or list"])
+    return data
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if -len(items) <= index < len(items):
+            return index % len(items)
+        raise SuiteError([f"override: {where}: index {index} out of range (0..{len(items) - 1})"])
+    names = [item.get("name") or item.get("kind") for item in items if isinstance(item, dict)]
+    if part in names:
+        return names.index(part)
+    raise SuiteError([f"override: {where}: {unknown_choice('list item', part, [n for n in names if n])}"])
+
+
+def load_suite_data(path: str | os.PathLike, overrides: list[str] | None = None) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError([f"{path}: suite file not found"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SuiteError([f"{path}: not valid YAML: {error}".replace("\n", " ")]) from None
+    if not isinstance(data, dict):
+        raise SuiteError([f"{path}: a suite must be a mapping with name, datasets, tokenizers and tasks"])
+    problems: list[str] = []
+    data = _interpolate(data, "", problems, str(path))
+    if problems:
+        raise SuiteError(problems)
+    return apply_overrides(data, list(overrides or []))
+
+
+def load_suite(
+    path: str | os.PathLike, overrides: list[str] | None = None, registry: Registry | None = None
+) -> Suite:
+    """Load, interpolate, override and fully validate a suite file."""
+    data = load_suite_data(path, overrides)
+    return validate_suite(data, source=str(path), registry=registry)
+
+
+# ---- validation -----------------------------------------------------------------
+
+
+def _format_location(loc: tuple[Any, ...], prefix: str = "") -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(p) for p in loc]
+    return ".".join(parts) or "(top level)"
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model a location points into."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return [] if not isinstance(current, type) else list(getattr(current, "model_fields", {}))
+        current = _model_of(field.annotation)
+    return list(getattr(current, "model_fields", {})) if current is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def pydantic_problems(
+    error: ValidationError, model: type[BaseModel], source: str, prefix: str = ""
+) -> list[str]:
+    """One actionable line per pydantic error."""
+    lines = []
+    for item in error.errors():
+        loc = item["loc"]
+        where = _format_location(loc, prefix)
+        kind = item["type"]
+        value = item.get("input")
+        if kind == "extra_forbidden":
+            allowed = _allowed_fields(model, loc)
+            name = str(loc[-1])
+            message = f"unknown field {name!r}; allowed: {', '.join(allowed)}"
+            suggestion = did_you_mean(name, allowed)
+            if suggestion:
+                message += f" (did you mean {suggestion!r}?)"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif kind in ("literal_error", "enum"):
+            allowed = [a.strip(" '") for a in re.split(r",| or ", item["ctx"].get("expected", ""))]
+            allowed = [a for a in allowed if a]
+            message = f"invalid value {value!r}; allowed: {', '.join(allowed)}"
+            suggestion = did_you_mean(str(value), allowed)
+            if suggestion:
+                message += f" (did you mean {suggestion!r}?)"
+        else:
+            message = f"{item['msg']}; got {value!r}"
+        lines.append(f"{source}: {where}: {message}")
+    return lines
+
+
+def validate_params(model_target: str, params: dict[str, Any], source: str, prefix: str) -> tuple[BaseModel | None, list[str]]:
+    try:
+        model = resolve(model_target)
+    except Exception as error:  # a broken plugin: say which, never a traceback
+        return None, [f"{source}: {prefix}: cannot load the params model {model_target!r}: {type(error).__name__}: {error}"]
+    try:
+        return model.model_validate(params), []
+    except ValidationError as error:
+        return None, pydantic_problems(error, model, source, prefix)
+
+
+def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Registry | None = None) -> Suite:
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as error:
+        raise SuiteError(pydantic_problems(error, Suite, source)) from None
+    registry = registry or get_registry()
+    problems: list[str] = []
+    resolved: dict[str, Any] = suite.model_dump(mode="json")
+
+    for name, dataset in suite.datasets.items():
+        where = f"datasets.{name}"
+        if dataset.kind not in registry.datasets:
+            problems.append(f"{source}: {where}.kind: {unknown_choice('dataset kind', dataset.kind, registry.datasets)}")
+            continue
+        params, issues = validate_params(registry.datasets[dataset.kind].params, dataset.params, source, f"{where}.params")
+        problems += issues
+        if params is not None:
+            resolved["datasets"][name]["params"] = params.model_dump(mode="json")
+
+    for name, tokenizer in suite.tokenizers.items():
+        where = f"tokenizers.{name}"
+        if tokenizer.plugin not in registry.tokenizers:
+            problems.append(
+                f"{source}: {where}.plugin: {unknown_choice('tokenizer plugin', tokenizer.plugin, registry.tokenizers)}"
+                + _broken_hint(registry, tokenizer.plugin)
+            )
+            continue
+        params, issues = validate_params(
+            registry.tokenizers[tokenizer.plugin].params, tokenizer.params, source, f"{where}.params"
+        )
+        problems += issues
+        if params is not None:
+            resolved["tokenizers"][name]["params"] = params.model_dump(mode="json")
+
+    for index, task in enumerate(suite.tasks):
+        where = f"tasks.{index}"
+        if task.kind not in registry.tasks:
+            problems.append(f"{source}: {where}.kind: {unknown_choice('task kind', task.kind, registry.tasks)}")
+            continue
+        entry = registry.tasks[task.kind]
+        if task.dataset not in suite.datasets:
+            problems.append(
+                f"{source}: {where}.dataset: {unknown_choice('dataset', task.dataset, suite.datasets)}"
+                " (define it under 'datasets:')"
+            )
+        if task.tokenizers != "all":
+            for name in task.tokenizers:
+                if name not in suite.tokenizers:
+                    problems.append(
+                        f"{source}: {where}.tokenizers: {unknown_choice('tokenizer', name, suite.tokenizers)}"
+                    )
+                    continue
+                plugin = suite.tokenizers[name].plugin
+                if plugin in registry.tokenizers:
+                    lacking = entry.requires - registry.tokenizers[plugin].capabilities
+                    if lacking:
+                        problems.append(
+                            f"{source}: {where}.tokenizers: tokenizer {name!r} ({plugin}) lacks "
+                            f"{', '.join(sorted(c.value for c in lacking))} needed by task {task.kind!r}"
+                        )
+        params, issues = validate_params(entry.params, task.params, source, f"{where}.params")
+        problems += issues
+        if params is not None:
+            resolved["tasks"][index]["params"] = params.model_dump(mode="json")
+    names = [t.display_name for t in suite.tasks]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{source}: tasks: two tasks are named {duplicate!r}; give each a unique 'name'")
+
+    if problems:
+        raise SuiteError(problems)
+    return Suite.model_validate(resolved)
+
+
+def _broken_hint(registry: Registry, name: str) -> str:
+    for plugin in registry.broken:
+        if plugin.name == name:
+            return f" -- plugin {name!r} is installed but failed to load: {plugin.error}"
+    return ""
+
+
+def suite_to_yaml(suite: Suite) -> str:
+    return yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Image datasets (procedural shapes, ImageNet-style folders), crops and the torch batch loader."""

@@ -1,0 +1,34 @@
+"""Validated parameters of the built-in datasets (importable without torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+CropName = Literal["adm", "resize-center", "squash"]
+
+
+class ShapesParams(BaseModel):
+    """Procedural coloured shapes; see ``tokbench.data.shapes``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: Literal["train", "val"] = "val"
+    num_images: PositiveInt = 512
+    resolution: int = Field(64, ge=8)
+    # numpy seed sequences reject negative entropy, so the seed is non-negative.
+    seed: int = Field(0, ge=0)
+
+
+class ImageFolderParams(BaseModel):
+    """An ImageNet-layout folder ``root[/split]/<class>/<image files>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: str = Field(min_length=1)
+    split: str | None = Field(None, min_length=1)
+    resolution: int = Field(256, ge=8)
+    crop: CropName = "adm"
+    limit: PositiveInt | None = None
+    classnames_file: str | None = Field(None, min_length=1)

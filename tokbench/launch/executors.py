@@ -1,0 +1,105 @@
+"""Executors behind one seam: ``debug`` (in-process), ``local`` (subprocesses).
+
+Both go through submitit, as the Slurm backend will: what is submitted is
+``execute_unit(run_dir, unit_key)``, two strings. Units run in dependency
+waves; a unit whose dependency failed is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from tokbench.config import LauncherConfig
+from tokbench.errors import TokbenchError
+from tokbench.planner import Plan, Unit
+from tokbench.runner import Outcome, execute_unit, is_done
+from tokbench.store import Store
+
+Reporter = Callable[[Outcome], None]
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def make_executor(launcher: LauncherConfig, folder: Path):
+    import submitit
+
+    if launcher.backend == "debug":
+        return submitit.DebugExecutor(folder=str(folder))
+    if launcher.backend == "local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=launcher.timeout_min)
+        return executor
+    raise TokbenchError(
+        f"launcher.backend {launcher.backend!r} is not available yet in this version; use 'debug' or 'local' "
+        "(Slurm support goes through the same seam and is tracked separately)"
+    )
+
+
+def launch(
+    plan: Plan, run_dir: Path, store: Store, launcher: LauncherConfig, report: Reporter | None = None, progress: bool = True
+) -> list[Outcome]:
+    """Run every unit of the plan that is not already in the store."""
+    report = report or (lambda outcome: None)
+    outcomes: dict[str, Outcome] = {}
+    executor = None
+    for wave in plan.waves():
+        pending: list[Unit] = []
+        for unit in wave:
+            failed_deps = [d for d in unit.deps if outcomes.get(d) and outcomes[d].status in ("failed", "skipped")]
+            if failed_deps:
+                outcome = Outcome(unit.key, unit.label, "skipped", error=f"dependency {outcomes[failed_deps[0]].label} failed")
+            elif is_done(store, unit):
+                outcome = Outcome(unit.key, unit.label, "cached")
+            else:
+                pending.append(unit)
+                continue
+            outcomes[unit.key] = outcome
+            report(outcome)
+        if not pending:
+            continue
+        executor = executor or make_executor(launcher, run_dir / "jobs")
+        for outcome in _run_wave(executor, pending, run_dir, launcher, progress):
+            outcomes[outcome.key] = outcome
+            report(outcome)
+    return [outcomes[u.key] for u in plan.units]
+
+
+def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConfig, progress: bool) -> list[Outcome]:
+    if launcher.backend == "debug":
+        results = []
+        for unit in units:
+            job = executor.submit(execute_unit, str(run_dir), unit.key, None, progress)
+            results.append(Outcome(**job.result()))
+        return results
+    threads = _threads_per_worker(launcher.max_workers)
+    queue = list(units)
+    running: list[tuple[Unit, object]] = []
+    finished: list[Outcome] = []
+    while queue or running:
+        while queue and len(running) < launcher.max_workers:
+            unit = queue.pop(0)
+            running.append((unit, executor.submit(execute_unit, str(run_dir), unit.key, threads, False)))
+        time.sleep(0.2)
+        still = []
+        for unit, job in running:
+            if not job.done():
+                still.append((unit, job))
+                continue
+            try:
+                finished.append(Outcome(**job.result()))
+            except Exception as error:  # the worker process itself died (killed, out of memory, ...)
+                finished.append(Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip()))
+        running = still
+    return finished
+
+
+def describe_backend(launcher: LauncherConfig) -> str:
+    if launcher.backend == "local":
+        return f"local ({launcher.max_workers} worker(s), {_threads_per_worker(launcher.max_workers)} thread(s) each)"
+    return f"{launcher.backend} (in-process, {sys.executable})"

@@ -1,0 +1,166 @@
+"""Suite -> plan: the units to run, each keyed by a hash of what produces it.
+
+Two kinds of unit:
+  prepare   build a tokenizer whose weights must be produced first (e.g. a tiny
+            preset trained from scratch); evaluation units depend on it.
+  evaluate  one task on one tokenizer and one dataset; produces a result record.
+
+A unit's key covers the plugin and its version, the validated params (with
+the content hash of any local weight file they name), the dataset fingerprint,
+the task's params and protocol version, and the evaluator identity. Display
+names never enter a key, so renaming a tokenizer in a suite reuses its results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tokbench.config import Suite
+from tokbench.hashing import content_key, file_identity, tree_identity
+from tokbench.plugins import Registry, get_registry, resolve
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str
+    action: Literal["prepare", "evaluate"]
+    tokenizer: str
+    label: str
+    task_index: int | None = None
+    deps: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Unit":
+        return cls(**{**data, "deps": tuple(data.get("deps", ()))})
+
+
+@dataclass
+class Plan:
+    suite_digest: str
+    units: list[Unit] = field(default_factory=list)
+    identities: dict[str, Any] = field(default_factory=dict)
+
+    def unit(self, key: str) -> Unit:
+        for unit in self.units:
+            if unit.key == key:
+                return unit
+        raise KeyError(key)
+
+    def waves(self) -> list[list[Unit]]:
+        """Units grouped so every unit's dependencies are in an earlier wave."""
+        placed: dict[str, int] = {}
+        remaining = list(self.units)
+        waves: list[list[Unit]] = []
+        while remaining:
+            ready = [u for u in remaining if all(d in placed for d in u.deps)]
+            if not ready:
+                raise RuntimeError("dependency cycle in plan: " + ", ".join(u.label for u in remaining))
+            for unit in ready:
+                placed[unit.key] = len(waves)
+            waves.append(ready)
+            remaining = [u for u in remaining if u.key not in placed]
+        return waves
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"suite_digest": self.suite_digest, "units": [asdict(u) for u in self.units], "identities": self.identities},
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        data = json.loads(text)
+        return cls(data["suite_digest"], [Unit.from_dict(u) for u in data["units"]], data.get("identities", {}))
+
+
+def _plugin_version(registry: Registry, plugin_name: str) -> str:
+    for info in registry.plugins:
+        if info.name == plugin_name:
+            return info.version
+    return "unknown"
+
+
+def tokenizer_params(suite: Suite, name: str, registry: Registry):
+    entry = registry.tokenizers[suite.tokenizers[name].plugin]
+    return resolve(entry.params).model_validate(suite.tokenizers[name].params)
+
+
+def tokenizer_identity(suite: Suite, name: str, registry: Registry) -> dict[str, Any]:
+    """What determines a tokenizer's outputs, without building it."""
+    config = suite.tokenizers[name]
+    entry = registry.tokenizers[config.plugin]
+    params = tokenizer_params(suite, name, registry)
+    files: dict[str, str] = {}
+    for path in getattr(params, "identity_files", lambda: [])():
+        path_obj = Path(path)
+        files[str(path)] = tree_identity(path_obj) if path_obj.is_dir() else file_identity(path_obj)
+    return {
+        "plugin": config.plugin,
+        "registered_by": entry.plugin,
+        "version": _plugin_version(registry, entry.plugin),
+        "params": params.model_dump(mode="json"),
+        "files": files,
+    }
+
+
+def needs_preparation(suite: Suite, name: str, registry: Registry) -> bool:
+    params = tokenizer_params(suite, name, registry)
+    return bool(getattr(params, "needs_preparation", lambda: False)())
+
+
+def build_dataset(suite: Suite, name: str, registry: Registry):
+    config = suite.datasets[name]
+    entry = registry.datasets[config.kind]
+    params = resolve(entry.params).model_validate(config.params)
+    return resolve(entry.dataset).from_params(params)
+
+
+def build_task(suite: Suite, index: int, registry: Registry):
+    config = suite.tasks[index]
+    entry = registry.tasks[config.kind]
+    params = resolve(entry.params).model_validate(config.params)
+    return resolve(entry.task)(params)
+
+
+def plan_suite(suite: Suite, registry: Registry | None = None) -> Plan:
+    registry = registry or get_registry()
+    plan = Plan(suite_digest=suite.digest())
+    tokenizer_ids: dict[str, dict[str, Any]] = {}
+    prepare_keys: dict[str, str] = {}
+    dataset_fps: dict[str, str] = {}
+
+    def identity(name: str) -> dict[str, Any]:
+        if name not in tokenizer_ids:
+            tokenizer_ids[name] = tokenizer_identity(suite, name, registry)
+        return tokenizer_ids[name]
+
+    for index, task_config in enumerate(suite.tasks):
+        task = build_task(suite, index, registry)
+        if task_config.dataset not in dataset_fps:
+            dataset_fps[task_config.dataset] = build_dataset(suite, task_config.dataset, registry).fingerprint()
+        for name in suite.task_tokenizers(task_config, registry):
+            deps: tuple[str, ...] = ()
+            if needs_preparation(suite, name, registry):
+                if name not in prepare_keys:
+                    prepare_keys[name] = content_key({"prepare": identity(name)})
+                    plan.units.append(Unit(prepare_keys[name], "prepare", name, f"prepare/{name}"))
+                deps = (prepare_keys[name],)
+            key = content_key(
+                {
+                    "task": task_config.kind,
+                    "protocol_version": type(task).protocol_version,
+                    "params": task.params.model_dump(mode="json"),
+                    "evaluator": task.key_inputs(),
+                    "tokenizer": identity(name),
+                    "dataset": dataset_fps[task_config.dataset],
+                }
+            )
+            label = f"{task_config.display_name}/{name}/{task_config.dataset}"
+            if any(unit.key == key for unit in plan.units):
+                continue  # the same measurement asked for twice
+            plan.units.append(Unit(key, "evaluate", name, label, task_index=index, deps=deps))
+    plan.identities = {"tokenizers": tokenizer_ids, "datasets": dataset_fps}
+    return plan

@@ -1,0 +1,73 @@
+"""Where a number came from: software versions, git commit, host, device, job ids."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TRACKED_PACKAGES = (
+    "tokbench", "torch", "torchvision", "numpy", "scipy", "pillow", "pydantic", "pluggy", "submitit",
+    "torch-fidelity", "diffusers", "timm", "open_clip_torch", "lpips",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def software_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> dict[str, Any] | None:
+    """The commit of the tokbench checkout in use (None for a wheel install)."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def device_info(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count()}
+    if device.startswith("cuda"):
+        import torch
+
+        index = torch.device(device).index or 0
+        info.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return info
+
+
+def job_ids() -> dict[str, str]:
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_DEBUG_JOB_ID")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def collect(device: str) -> dict[str, Any]:
+    return {
+        "software": software_versions(),
+        "git": git_commit(),
+        "host": socket.gethostname(),
+        "device": device_info(device),
+        "jobs": job_ids(),
+    }

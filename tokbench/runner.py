@@ -1,0 +1,208 @@
+"""Executing units. A run directory holds the resolved suite and the plan; a
+unit is executed from nothing but (run directory, unit key), so what an
+executor pickles is two strings, never a model.
+
+``execute_unit`` never raises: it returns an outcome and writes it next to the
+run, so failures reach the user whatever the backend (in-process, subprocess,
+Slurm) and submitit never drops into a debugger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tokbench.config import Suite, suite_to_yaml
+from tokbench.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
+from tokbench.store import Store, write_json_atomic
+
+SUITE_FILE = "suite.resolved.yaml"
+PLAN_FILE = "plan.json"
+
+
+@dataclass
+class Outcome:
+    key: str
+    label: str
+    status: str  # done | cached | failed | skipped
+    seconds: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def store_for(suite: Suite, base: Path | None = None) -> Store:
+    root = Path(suite.store.root).expanduser()
+    if not root.is_absolute() and base is not None:
+        root = base / root
+    return Store(root)
+
+
+def create_run(store: Store, suite: Suite, plan: Plan, source: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = store.root / "runs" / f"{stamp}-{suite.name}-{plan.suite_digest[:8]}"
+    suffix = 0
+    while run_dir.exists():
+        suffix += 1
+        run_dir = run_dir.with_name(f"{run_dir.name.split('+')[0]}+{suffix}")
+    (run_dir / "units").mkdir(parents=True)
+    data = suite.model_dump(mode="json")
+    data["store"]["root"] = str(store.root.resolve())
+    (run_dir / SUITE_FILE).write_text(f"# resolved from {source}\n" + yaml.safe_dump(data, sort_keys=False))
+    (run_dir / PLAN_FILE).write_text(plan.to_json())
+    (store.root / "runs" / "LATEST").write_text(run_dir.name + "\n")
+    return run_dir
+
+
+def latest_run(store: Store) -> Path | None:
+    marker = store.root / "runs" / "LATEST"
+    if not marker.exists():
+        return None
+    path = store.root / "runs" / marker.read_text().strip()
+    return path if path.exists() else None
+
+
+def load_run(run_dir: str | Path) -> tuple[Suite, Plan, Store]:
+    run_dir = Path(run_dir)
+    suite = Suite.model_validate(yaml.safe_load((run_dir / SUITE_FILE).read_text()))
+    plan = Plan.from_json((run_dir / PLAN_FILE).read_text())
+    return suite, plan, Store(suite.store.root)
+
+
+def is_done(store: Store, unit: Unit) -> bool:
+    return store.has_result(unit.key)
+
+
+def unit_state(store: Store, run_dir: Path, unit: Unit) -> str:
+    if is_done(store, unit):
+        return "done"
+    if store.is_locked(unit.key):
+        return "running"
+    status_file = run_dir / "units" / f"{unit.key}.json"
+    if status_file.exists():
+        return json.loads(status_file.read_text()).get("status", "pending")
+    return "pending"
+
+
+def build_tokenizer(suite: Suite, name: str, context):
+    from tokbench.plugins import resolve
+
+    entry = context.registry.tokenizers[suite.tokenizers[name].plugin]
+    factory = resolve(entry.factory)
+    tokenizer = factory(tokenizer_params(suite, name, context.registry), context)
+    return tokenizer.to(context.device).eval()
+
+
+def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run one unit (or find it done). Returns an Outcome as a dict."""
+    started = time.time()
+    run_path = Path(run_dir)
+    label = unit_key
+    try:
+        suite, plan, store = load_run(run_path)
+        unit = plan.unit(unit_key)
+        label = unit.label
+        if is_done(store, unit):
+            return Outcome(unit_key, label, "cached").to_dict()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        _write_status(run_path, unit, "running")
+        with store.lock(unit.key):
+            if is_done(store, unit):
+                return Outcome(unit_key, label, "cached").to_dict()
+            _execute(suite, plan, store, unit, run_path, progress)
+        outcome = Outcome(unit_key, label, "done", time.time() - started)
+    except BaseException as error:  # noqa: BLE001 - reported to the user, never swallowed
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        outcome = Outcome(
+            unit_key, label, "failed", time.time() - started, f"{type(error).__name__}: {error}", traceback.format_exc()
+        )
+    _write_status(run_path, None, outcome.status, outcome, unit_key)
+    return outcome.to_dict()
+
+
+def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcome | None = None, key: str | None = None) -> None:
+    key = key or (unit.key if unit else "")
+    payload = {"status": status, "time": time.time(), "pid": os.getpid()}
+    if outcome is not None:
+        payload.update(outcome.to_dict())
+    write_json_atomic(run_dir / "units" / f"{key}.json", payload)
+
+
+def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, progress: bool) -> None:
+    from tokbench import provenance
+    from tokbench.context import BuildContext, resolve_device
+    from tokbench.tasks.base import TaskContext
+
+    device = resolve_device(suite.launcher.device)
+    context = BuildContext(store=store, device=device, progress=progress)
+    started = time.time()
+    tokenizer = build_tokenizer(suite, unit.tokenizer, context)
+    fingerprint = tokenizer.fingerprint()
+    config = suite.tokenizers[unit.tokenizer]
+    tokenizer_record = {
+        "name": unit.tokenizer,
+        "label": config.label or unit.tokenizer,
+        "plugin": config.plugin,
+        "params": config.params,
+        "fingerprint": fingerprint,
+        "identity": plan.identities.get("tokenizers", {}).get(unit.tokenizer),
+    }
+    base = {
+        "label": unit.label,
+        "suite": {"name": suite.name, "digest": plan.suite_digest, "run": run_dir.name},
+        "tokenizer": tokenizer_record,
+    }
+    if unit.action == "prepare":
+        store.put_result(unit.key, {**base, "type": "prepared", "provenance": provenance.collect(device),
+                                    "seconds": time.time() - started})
+        return
+
+    task_config = suite.tasks[unit.task_index]
+    task = build_task(suite, unit.task_index, context.registry)
+    dataset = build_dataset(suite, task_config.dataset, context.registry)
+    task_context = TaskContext(
+        build=context,
+        tokenizer=tokenizer,
+        tokenizer_name=unit.tokenizer,
+        tokenizer_fingerprint=fingerprint,
+        dataset=dataset,
+        dataset_name=task_config.dataset,
+        unit_key=unit.key,
+    )
+    output = task.run(task_context)
+    record = {
+        **base,
+        "type": "result",
+        "task": {
+            "kind": task_config.kind,
+            "name": task_config.display_name,
+            "protocol_version": type(task).protocol_version,
+            "params": task.params.model_dump(mode="json"),
+        },
+        "dataset": {
+            "name": task_config.dataset,
+            "kind": suite.datasets[task_config.dataset].kind,
+            "fingerprint": dataset.fingerprint(),
+            "description": dataset.describe(),
+        },
+        "metrics": output.metrics,
+        "unavailable": output.unavailable,
+        "evaluator": output.evaluator,
+        "artifacts": output.artifacts,
+        "details": output.details,
+        "provenance": {**provenance.collect(device), "started": started, "seconds": time.time() - started},
+    }
+    store.put_result(unit.key, record)

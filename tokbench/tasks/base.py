@@ -1,0 +1,56 @@
+"""The task interface. A task turns (tokenizer, dataset, params) into metrics.
+
+Task modules import torch only inside ``run`` so that validating suites and
+planning stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tokbench.api import Tokenizer
+    from tokbench.context import BuildContext
+
+
+@dataclass
+class TaskContext:
+    build: "BuildContext"
+    tokenizer: "Tokenizer"
+    tokenizer_name: str
+    tokenizer_fingerprint: str
+    dataset: Any
+    dataset_name: str
+    unit_key: str
+
+
+@dataclass
+class TaskOutput:
+    #: metric name -> value; ``None`` means not measured (see ``unavailable``)
+    metrics: dict[str, float | None]
+    #: metric name -> why it could not be measured (never a fake number)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    #: the evaluators behind the numbers (weights hashes, library versions, ...)
+    evaluator: dict[str, Any] = field(default_factory=dict)
+    #: store keys of artifacts the result was computed from
+    artifacts: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Subclass with a ``Params`` pydantic model, a ``protocol_version`` and ``run``."""
+
+    protocol_version: ClassVar[str] = "0"
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    def key_inputs(self) -> dict[str, Any]:
+        """Things besides params that change the numbers (e.g. evaluator weight hashes)."""
+        return {}
+
+    def run(self, ctx: TaskContext) -> TaskOutput:
+        raise NotImplementedError

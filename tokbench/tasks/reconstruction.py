@@ -1,0 +1,178 @@
+"""Reconstruction: rFID, KID, PSNR, SSIM and LPIPS of a tokenizer's reconstructions.
+
+Protocol ``rfid-v1``: the reference set is exactly the uint8 images fed to the
+tokenizer (the dataset's crop and resolution); reconstructions are quantised
+to uint8 once (``rounding``); both go through the same FID Inception
+(torch-fidelity ``inception-v3-compat`` with real weights from a local file);
+statistics are float64. Reference features are cached by (dataset, images,
+evaluator) and shared by every tokenizer; reconstruction features and
+per-image scores are cached by tokenizer fingerprint. Both are sharded, so an
+interrupted evaluation resumes at the first missing shard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tokbench.tasks.base import Task, TaskContext, TaskOutput
+from tokbench.tasks.reconstruction_params import ReconstructionParams
+
+
+class ReconstructionTask(Task):
+    protocol_version = "rfid-v1"
+    params: ReconstructionParams
+
+    def __init__(self, params: ReconstructionParams):
+        super().__init__(params)
+        self._fid_weights: Path | None = None
+
+    @property
+    def wants_fid(self) -> bool:
+        return bool({"rfid", "kid"} & set(self.params.metrics))
+
+    def fid_weights(self) -> Path:
+        from tokbench.metrics.inception import resolve_fid_weights
+
+        if self._fid_weights is None:
+            self._fid_weights = resolve_fid_weights(self.params.fid_weights)
+        return self._fid_weights
+
+    def key_inputs(self) -> dict[str, Any]:
+        if not self.wants_fid:
+            return {}
+        from tokbench.hashing import file_identity
+
+        return {"fid_weights_sha256": file_identity(self.fid_weights())}
+
+    # ---- run -------------------------------------------------------------------
+    def run(self, ctx: TaskContext) -> TaskOutput:
+        import numpy as np
+
+        params = self.params
+        dataset = ctx.dataset
+        count = min(params.num_images or len(dataset), len(dataset))
+        indices = list(range(count))
+        shards = [indices[i : i + params.shard_size] for i in range(0, count, params.shard_size)]
+        metrics = set(params.metrics)
+        unavailable: dict[str, str] = {}
+        evaluator: dict[str, Any] = {"protocol": self.protocol_version, "rounding": params.rounding}
+        artifacts: list[str] = []
+
+        extractor = None
+        if self.wants_fid:
+            from tokbench.metrics.inception import load_fid_extractor
+
+            extractor = load_fid_extractor(str(self.fid_weights()), device=ctx.build.device)
+            evaluator["fid"] = extractor.identity
+        lpips_fn = None
+        if "lpips" in metrics:
+            from tokbench.metrics.perceptual import MetricUnavailable, load_lpips
+
+            try:
+                lpips_fn = load_lpips(params.lpips_vgg_weights)
+                lpips_fn = lpips_fn.to(ctx.build.device) if hasattr(lpips_fn, "to") else lpips_fn
+                evaluator["lpips"] = getattr(lpips_fn, "identity", {"net": "vgg", "version": "0.1"})
+            except MetricUnavailable as reason:
+                unavailable["lpips"] = str(reason)
+
+        store = ctx.build.store
+        evaluator_id = evaluator.get("fid", {}).get("weights_sha256")
+        reference = None
+        if extractor is not None:
+            reference = store.sharded(
+                key=_key({"reference-features": dataset.fingerprint(), "count": count, "shard": params.shard_size,
+                          "evaluator": evaluator_id, "protocol": self.protocol_version}),
+                kind="fid-reference-features",
+                num_shards=len(shards),
+                meta={"label": f"FID reference features of {ctx.dataset_name} ({count} images)"},
+            )
+            for index in ctx.build.track(reference.missing(), desc=f"reference features {ctx.dataset_name}"):
+                reference.write_shard(index, lambda out, ids=shards[index]: self._reference_shard(ctx, extractor, ids, out))
+            artifacts.append(reference.finalize().name)
+
+        recon = store.sharded(
+            key=_key({"reconstruction": ctx.tokenizer_fingerprint, "dataset": dataset.fingerprint(), "count": count,
+                      "shard": params.shard_size, "evaluator": evaluator_id, "rounding": params.rounding,
+                      "lpips": "lpips" in evaluator, "protocol": self.protocol_version}),
+            kind="reconstruction-scores",
+            num_shards=len(shards),
+            meta={"label": f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}"},
+        )
+        for index in ctx.build.track(recon.missing(), desc=f"reconstruct {ctx.tokenizer_name}"):
+            recon.write_shard(index, lambda out, ids=shards[index]: self._recon_shard(ctx, extractor, lpips_fn, ids, out))
+        artifacts.append(recon.finalize().name)
+
+        def gather(sharded, name: str):
+            return np.concatenate([np.load(sharded.shard_dir(i) / f"{name}.npy") for i in range(len(shards))])
+
+        results: dict[str, float | None] = {}
+        if "psnr" in metrics:
+            from tokbench.metrics.image_quality import mean_psnr
+
+            results["psnr"] = float(mean_psnr(gather(recon, "psnr")))
+        if "ssim" in metrics:
+            results["ssim"] = float(gather(recon, "ssim").mean())
+        if "lpips" in metrics:
+            results["lpips"] = float(gather(recon, "lpips").mean()) if lpips_fn is not None else None
+        if extractor is not None:
+            from tokbench.metrics.frechet import feature_statistics, frechet_distance, kernel_inception_distance
+
+            ref_features, rec_features = gather(reference, "features"), gather(recon, "features")
+            if "rfid" in metrics:
+                results["rfid"] = frechet_distance(*feature_statistics(ref_features), *feature_statistics(rec_features))
+            if "kid" in metrics:
+                subset = min(1000, count)
+                kid_mean, kid_std = kernel_inception_distance(ref_features, rec_features, subset_size=subset)
+                results["kid"] = float(kid_mean)
+                results["kid_std"] = float(kid_std)
+        return TaskOutput(
+            metrics=results,
+            unavailable=unavailable,
+            evaluator=evaluator,
+            artifacts=artifacts,
+            details={"num_images": count, "resolution": dataset.resolution},
+        )
+
+    # ---- shards ------------------------------------------------------------------
+    def _reference_shard(self, ctx: TaskContext, extractor, ids: list[int], out: Path) -> None:
+        import numpy as np
+
+        from tokbench.data.loader import iterate_batches
+
+        features = []
+        for images, _, _ in iterate_batches(ctx.dataset, self.params.batch_size, indices=ids):
+            features.append(extractor(images.to(ctx.build.device)).cpu().numpy())
+        np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
+
+    def _recon_shard(self, ctx: TaskContext, extractor, lpips_fn, ids: list[int], out: Path) -> None:
+        import numpy as np
+        import torch
+
+        from tokbench.data.loader import iterate_batches
+        from tokbench.metrics.image_quality import psnr_uint8, ssim, to_uint8
+
+        device = ctx.build.device
+        columns: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "lpips": [], "features": []}
+        for images, _, _ in iterate_batches(ctx.dataset, self.params.batch_size, indices=ids):
+            images = images.to(device)
+            originals = images.float().div(255)
+            with torch.no_grad():
+                recon = ctx.tokenizer.reconstruct(originals.to(ctx.tokenizer.dtype)).float()
+            recon_u8 = to_uint8(recon, rounding=self.params.rounding)
+            columns["psnr"].append(psnr_uint8(images, recon_u8).cpu().numpy())
+            columns["ssim"].append(ssim(originals, recon_u8.float().div(255)).cpu().numpy())
+            if lpips_fn is not None:
+                with torch.no_grad():
+                    columns["lpips"].append(lpips_fn(originals, recon_u8.float().div(255)).cpu().numpy())
+            if extractor is not None:
+                columns["features"].append(extractor(recon_u8).cpu().numpy())
+        for name, values in columns.items():
+            if values:
+                np.save(out / f"{name}.npy", np.concatenate(values).astype(np.float64))
+
+
+def _key(inputs: dict[str, Any]) -> str:
+    from tokbench.hashing import content_key
+
+    return content_key(inputs)

@@ -1,0 +1,1 @@
+"""Built-in, non-learned baseline tokenizers (usable offline without training)."""
