@@ -208,7 +208,7 @@ def export(store_root: str | None, fmt: str, suite_name: str | None, output: str
         Path(output).write_text(text + "\n")
         click.echo(f"wrote {output}")
     else:
-        click.echo(text)
+        click.echo(text.rstrip("\n"))
 
 
 # ---- store maintenance --------------------------------------------------------------

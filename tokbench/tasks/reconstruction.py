@@ -107,10 +107,15 @@ class ReconstructionTask(Task):
             return np.concatenate([np.load(sharded.shard_dir(i) / f"{name}.npy") for i in range(len(shards))])
 
         results: dict[str, float | None] = {}
+        details_extra: dict[str, Any] = {}
         if "psnr" in metrics:
-            from tokbench.metrics.image_quality import mean_psnr
+            import torch
 
-            results["psnr"] = float(mean_psnr(gather(recon, "psnr")))
+            from tokbench.metrics.image_quality import summarize_psnr
+
+            summary = summarize_psnr(torch.from_numpy(gather(recon, "psnr")))
+            results["psnr"] = summary.mean_db
+            details_extra["psnr_identical_images"] = summary.n_identical
         if "ssim" in metrics:
             results["ssim"] = float(gather(recon, "ssim").mean())
         if "lpips" in metrics:
@@ -131,7 +136,7 @@ class ReconstructionTask(Task):
             unavailable=unavailable,
             evaluator=evaluator,
             artifacts=artifacts,
-            details={"num_images": count, "resolution": dataset.resolution},
+            details={"num_images": count, "resolution": dataset.resolution, **details_extra},
         )
 
     # ---- shards ------------------------------------------------------------------

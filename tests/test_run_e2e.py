@@ -1,0 +1,128 @@
+"""End to end through the CLI: run, rerun (nothing recomputed), local backend,
+SIGKILL in the middle and resume. Uses the real FID Inception weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, requires_fid_weights, run_cli
+
+pytestmark = [requires_fid_weights, pytest.mark.slow]
+
+MINI = """
+name: mini
+datasets:
+  shapes: {{kind: shapes, params: {{num_images: {n}, resolution: 32}}}}
+tokenizers:
+  fine: {{plugin: resample, label: bicubic f2, params: {{factor: 2}}}}
+  coarse: {{plugin: resample, label: bicubic f8, params: {{factor: 8}}}}
+tasks:
+  - kind: reconstruction
+    dataset: shapes
+    params: {{batch_size: 8, shard_size: 8, metrics: [rfid, psnr, ssim, lpips]}}
+"""
+
+
+def suite_file(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "mini.yaml"
+    path.write_text(textwrap.dedent(MINI.format(n=n)))
+    return path
+
+
+def results(store: Path) -> dict[str, dict]:
+    records = [json.loads(p.read_text()) for p in (store / "results").glob("*.json")]
+    return {r["tokenizer"]["name"]: r for r in records if r["type"] == "result"}
+
+
+def commits(store: Path) -> list[dict]:
+    return [json.loads(line) for line in (store / "log" / "commits.jsonl").read_text().splitlines()]
+
+
+def test_run_then_rerun_recomputes_nothing(tmp_path):
+    suite, store = suite_file(tmp_path, 16), tmp_path / "store"
+    first = run_cli("run", str(suite), "--store", str(store))
+    assert first.returncode == 0, first.stderr
+    found = results(store)
+    assert set(found) == {"fine", "coarse"}
+    fine, coarse = found["fine"]["metrics"], found["coarse"]["metrics"]
+    assert fine["psnr"] > coarse["psnr"] and fine["ssim"] > coarse["ssim"]
+    assert 0 < fine["rfid"] < coarse["rfid"]
+    assert fine["lpips"] is None and "TOKBENCH_LPIPS_VGG" in found["fine"]["unavailable"]["lpips"]
+    assert "| reconstruction | bicubic f2" in first.stdout and "n/a lpips:" in first.stdout
+    provenance = found["fine"]["provenance"]
+    assert provenance["software"]["torch"] and provenance["software"]["torch-fidelity"] == "0.4.0"
+    assert found["fine"]["evaluator"]["fid"]["weights_sha256"].startswith("7ff4a85c")
+    assert found["fine"]["dataset"]["fingerprint"] and found["fine"]["tokenizer"]["fingerprint"]
+
+    before = commits(store)
+    mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file() and "runs" not in p.parts and "locks" not in p.parts}
+    started = time.time()
+    second = run_cli("run", str(suite), "--store", str(store))
+    elapsed = time.time() - started
+    assert second.returncode == 0, second.stderr
+    assert "2 unit(s), 2 already in the store" in second.stdout
+    assert commits(store) == before, "a rerun must not recompute any artifact"
+    after = {p: p.stat().st_mtime_ns for p in mtimes}
+    assert after == mtimes
+    assert elapsed < 30, f"rerun took {elapsed:.1f}s"
+
+    exported = run_cli("export", "--store", str(store), "--format", "csv")
+    assert exported.returncode == 0 and exported.stdout.count("\n") == 3
+    assert run_cli("store", "verify", "--store", str(store)).returncode == 0
+
+
+def test_local_backend_gives_the_same_numbers(tmp_path):
+    suite = suite_file(tmp_path, 16)
+    debug = run_cli("run", str(suite), "--store", str(tmp_path / "a"), "-o", "tasks.0.params.metrics=[psnr, ssim]")
+    local = run_cli("run", str(suite), "--store", str(tmp_path / "b"), "--backend", "local",
+                    "-o", "launcher.max_workers=2", "-o", "tasks.0.params.metrics=[psnr, ssim]")
+    assert debug.returncode == 0 and local.returncode == 0, local.stderr
+    a, b = results(tmp_path / "a"), results(tmp_path / "b")
+    for name in ("fine", "coarse"):
+        assert a[name]["metrics"] == pytest.approx(b[name]["metrics"], rel=1e-6)
+        assert "SUBMITIT_LOCAL_JOB_ID" in b[name]["provenance"]["jobs"]
+    status = run_cli("status", "--store", str(tmp_path / "b"))
+    assert status.returncode == 0 and "2 done" in status.stdout
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    suite, store = suite_file(tmp_path, 48), tmp_path / "store"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokbench.cli", "run", str(suite), "--store", str(store)],
+        cwd=REPO, env={**os.environ, "TOKBENCH_NO_PROGRESS": "1"}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        shards = list((store / "partial").glob("*/shard-*/MANIFEST.json")) if (store / "partial").exists() else []
+        if len(shards) >= 3:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(shards) >= 3, "the run ended before it could be interrupted"
+    assert not (store / "results").exists() or len(results(store)) < 2
+
+    resumed = run_cli("run", str(suite), "--store", str(store))
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(results(store)) == {"fine", "coarse"}
+    keys = [c["key"] for c in commits(store)]
+    assert len(keys) == len(set(keys)), "an artifact was committed twice"
+    verify = run_cli("store", "verify", "--store", str(store))
+    assert verify.returncode == 0, verify.stdout
+    assert run_cli("store", "gc", "--store", str(store)).returncode == 0
+    assert not any((store / "tmp").iterdir())
+
+    clean = run_cli("run", str(suite), "--store", str(tmp_path / "clean"))
+    assert clean.returncode == 0
+    for name, record in results(tmp_path / "clean").items():
+        assert results(store)[name]["metrics"] == pytest.approx(record["metrics"], rel=1e-9, nan_ok=True)
