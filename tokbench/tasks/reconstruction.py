@@ -57,6 +57,10 @@ class ReconstructionTask(Task):
         metrics = set(params.metrics)
         unavailable: dict[str, str] = {}
         evaluator: dict[str, Any] = {"protocol": self.protocol_version, "rounding": params.rounding}
+        if "ssim" in metrics:
+            evaluator["ssim"] = {"window": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03, "border": "reflect", "data_range": 1.0}
+        if "psnr" in metrics:
+            evaluator["psnr"] = {"peak": 255, "on": "uint8", "identical_images_counted_as_db": 100.0}
         artifacts: list[str] = []
 
         extractor = None
