@@ -1,0 +1,197 @@
+"""Validated parameters of the ``vae`` tokenizer (importable without torch or diffusers).
+
+Exactly one source of weights::
+
+    params: {pretrained: stabilityai/sd-vae-ft-ema}          # hub id (needs the hub cache or internet)
+    params: {pretrained: /data/vae/sd-vae-ft-ema}            # local diffusers directory
+    params: {preset: tiny}                                   # trained from scratch on shapes
+    params: {preset: tiny, train: {steps: 1000}}             # ... with other training settings
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from tokbench.errors import MissingAssetError
+from tokbench_vae import presets
+
+#: What a Hugging Face repo id looks like: ``name`` or ``owner/name``.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+#: File names diffusers reads the weights of a model directory from.
+_WEIGHT_PREFIX = "diffusion_pytorch_model"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
+
+
+def looks_like_hub_id(value: str) -> bool:
+    """True for ``owner/name`` (or ``name``) strings; False for anything path-like."""
+    if value.startswith(("/", ".", "~")) or "\\" in value or ".." in value or "--" in value:
+        return False
+    return bool(_HUB_ID.match(value))
+
+
+def download_hint(hub_id: str, revision: str | None = None) -> str:
+    target = f"./weights/{hub_id.split('/')[-1]}"
+    revision_flag = f" --revision {revision}" if revision else ""
+    return (
+        f"download it on a machine with internet: `huggingface-cli download {hub_id}{revision_flag} --local-dir {target}` "
+        f"(or `hf download ...`), copy it here, then set `pretrained: {target}` "
+        f"(or pre-fill the hub cache and keep `pretrained: {hub_id}`)"
+    )
+
+
+class TinyTrainParams(BaseModel):
+    """How the ``tiny`` preset is trained, and its model size knobs.
+
+    Loss (images in [-1, 1]): ``mean|x - x_hat| + mse_weight * mean (x - x_hat)^2
+    + kl_weight * KL + lpips_weight * LPIPS``, the KL averaged over latent elements.
+    Most steps see random ``crop_size`` crops (4x cheaper at 32 of 64 px); the last
+    ``full_resolution_steps`` see whole images. The defaults train in about two
+    minutes on two CPU cores (see the plugin README for measured PSNR).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: PositiveInt = 1500
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 2e-3
+    warmup_steps: NonNegativeInt = 30
+    weight_decay: NonNegativeFloat = 0.0
+    kl_weight: NonNegativeFloat = 1e-4
+    mse_weight: NonNegativeFloat = 1.0
+    #: LPIPS needs torchvision's VGG16 weights in the torch hub cache; > 0 without them is an error
+    lpips_weight: NonNegativeFloat = 0.0
+    resolution: int = Field(64, ge=8)
+    #: random crop size for all but the last ``full_resolution_steps`` steps; None: whole images throughout
+    crop_size: PositiveInt | None = 32
+    full_resolution_steps: NonNegativeInt = 120
+    #: training images (shapes, split 'train'), rendered once and cycled through with random flips
+    num_images: PositiveInt = 4096
+    #: held-out images (shapes, split 'val', seed + 1) the final PSNR is measured on
+    holdout_images: PositiveInt = 64
+    seed: NonNegativeInt = 0
+    #: start every residual block as the identity (trains much faster in few steps)
+    zero_init_residuals: bool = True
+    #: initial posterior log-variance (bias of the logvar half of quant_conv); None keeps diffusers' init
+    initial_logvar: float | None = Field(-6.0, ge=-30, le=20)
+    #: torch.compile the model for training (opt-in; compiling takes a while; not part of the cache key)
+    compile: bool = False
+    # ---- model size knobs ----
+    block_out_channels: tuple[PositiveInt, ...] = Field(presets.TINY_BLOCK_OUT_CHANNELS, min_length=1, max_length=6)
+    layers_per_block: PositiveInt = presets.TINY_LAYERS_PER_BLOCK
+    latent_channels: PositiveInt = presets.TINY_LATENT_CHANNELS
+    norm_num_groups: PositiveInt = presets.TINY_NORM_NUM_GROUPS
+    mid_block_attention: bool = presets.TINY_MID_BLOCK_ATTENTION
+
+    @model_validator(mode="after")
+    def _check_architecture(self) -> "TinyTrainParams":
+        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
+        if bad:
+            raise ValueError(
+                f"every block_out_channels entry must be divisible by norm_num_groups={self.norm_num_groups}; "
+                f"{bad} are not (change norm_num_groups or the channel counts)"
+            )
+        factor = presets.downsample_factor(self.block_out_channels)
+        for name in ("resolution", "crop_size"):
+            value = getattr(self, name)
+            if value is not None and value % factor:
+                raise ValueError(
+                    f"{name} {value} is not divisible by the downsampling factor {factor} of "
+                    f"{len(self.block_out_channels)} levels; use a multiple of {factor}"
+                )
+        if self.crop_size is not None and self.crop_size > self.resolution:
+            raise ValueError(f"crop_size {self.crop_size} is larger than resolution {self.resolution}; lower it or set null")
+        return self
+
+    @property
+    def downsample(self) -> int:
+        return presets.downsample_factor(self.block_out_channels)
+
+    def cache_inputs(self) -> dict:
+        """What determines the trained weights (``compile`` is an execution detail)."""
+        return self.model_dump(mode="json", exclude={"compile"})
+
+
+class VAEParams(BaseModel):
+    """A diffusers ``AutoencoderKL``: ``pretrained`` weights or a ``preset`` trained here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: local diffusers AutoencoderKL directory, or a hub id such as ``stabilityai/sd-vae-ft-ema``
+    pretrained: str | None = Field(None, min_length=1)
+    subfolder: str | None = Field(None, min_length=1)
+    revision: str | None = Field(None, min_length=1)
+    #: train from scratch with this plugin (weights cached in the store)
+    preset: Literal["tiny"] | None = None
+    #: encode to a posterior sample (seeded by ``seed``) instead of its mode
+    sample_posterior: bool = False
+    seed: NonNegativeInt = 0
+    #: bf16 autocast applies on CUDA only; CPU always runs fp32
+    precision: Literal["fp32", "bf16"] = "fp32"
+    train: TinyTrainParams = TinyTrainParams()
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "VAEParams":
+        if self.pretrained is None and self.preset is None:
+            raise ValueError(
+                "set one weight source: `pretrained: <local diffusers dir or hub id, e.g. stabilityai/sd-vae-ft-ema>` "
+                f"or `preset: tiny` (trained from scratch); presets: {', '.join(presets.PRESETS)}"
+            )
+        if self.pretrained is not None and self.preset is not None:
+            raise ValueError(
+                f"`pretrained: {self.pretrained}` and `preset: {self.preset}` are both set; keep exactly one "
+                "(pretrained loads existing weights, preset trains new ones)"
+            )
+        if self.preset is not None:
+            extra = [name for name in ("subfolder", "revision") if getattr(self, name) is not None]
+            if extra:
+                raise ValueError(f"{' and '.join(extra)} only apply to `pretrained`; remove them for `preset: {self.preset}`")
+        if self.pretrained is not None and "train" in self.model_fields_set:
+            raise ValueError("`train` only applies to `preset: tiny`; remove it when loading `pretrained` weights")
+        return self
+
+    # ---- planning hooks (no torch) -------------------------------------------
+    def needs_preparation(self) -> bool:
+        """Presets must be trained (a prepare unit) before anything is evaluated."""
+        return self.preset is not None
+
+    def local_dir(self) -> Path | None:
+        """The local model directory named by ``pretrained`` (with ``subfolder``), or
+        None for a hub id. Raises MissingAssetError for a path that does not exist."""
+        if self.pretrained is None:
+            return None
+        root = Path(self.pretrained).expanduser()
+        if root.exists():
+            return root / self.subfolder if self.subfolder else root
+        if looks_like_hub_id(self.pretrained):
+            return None
+        raise MissingAssetError(
+            f"pretrained VAE directory {str(root)!r} does not exist (and is not a hub id like owner/name). "
+            "Point `pretrained` at a diffusers AutoencoderKL directory (config.json + diffusion_pytorch_model.safetensors), "
+            "e.g. one made with `huggingface-cli download stabilityai/sd-vae-ft-ema --local-dir <dir>`."
+        )
+
+    def identity_files(self) -> list[str]:
+        """Local files whose content identifies the weights: config.json and the weight
+        files of a local ``pretrained`` directory; [] for hub ids and presets."""
+        directory = self.local_dir()
+        if directory is None:
+            return []
+        config = directory / "config.json"
+        weights = sorted(
+            p for p in directory.glob(f"{_WEIGHT_PREFIX}*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)
+        )
+        if not directory.is_dir() or not config.is_file() or not weights:
+            found = sorted(p.name for p in directory.iterdir())[:10] if directory.is_dir() else []
+            hint = ""
+            if (directory / "vae" / "config.json").is_file():
+                hint = " This looks like a pipeline directory: add `subfolder: vae`."
+            raise MissingAssetError(
+                f"{str(directory)!r} is not a diffusers AutoencoderKL directory: expected config.json and "
+                f"{_WEIGHT_PREFIX}.safetensors, found {found or 'nothing'}.{hint} Save one with "
+                "`AutoencoderKL.save_pretrained(dir)` or download one with `huggingface-cli download <id> --local-dir <dir>`."
+            )
+        return [str(config.resolve())] + [str(p.resolve()) for p in weights]

@@ -1,0 +1,48 @@
+"""Architectures of the presets this plugin trains from scratch (no torch here).
+
+``tiny`` is a small f4 KL-VAE sized for the offline quickstart: it trains on
+64x64 ``shapes`` images on two CPU cores in about two minutes. Its knobs live in
+``TinyTrainParams`` so a suite can change them (and the cache key follows).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tokbench_vae.params import TinyTrainParams
+
+PRESETS = ("tiny",)
+
+#: Default architecture of the tiny preset (also the defaults of TinyTrainParams).
+TINY_BLOCK_OUT_CHANNELS: tuple[int, ...] = (16, 32, 64)
+TINY_LAYERS_PER_BLOCK = 1
+TINY_LATENT_CHANNELS = 4
+TINY_NORM_NUM_GROUPS = 4
+TINY_MID_BLOCK_ATTENTION = False
+
+
+def downsample_factor(block_out_channels: tuple[int, ...] | list[int]) -> int:
+    """Spatial downsampling of a diffusers AutoencoderKL: one halving per level but the last."""
+    return 2 ** (len(block_out_channels) - 1)
+
+
+def autoencoder_config(train: "TinyTrainParams") -> dict[str, Any]:
+    """Keyword arguments of ``diffusers.AutoencoderKL`` for the tiny preset."""
+    levels = len(train.block_out_channels)
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "block_out_channels": list(train.block_out_channels),
+        "layers_per_block": train.layers_per_block,
+        "act_fn": "silu",
+        "latent_channels": train.latent_channels,
+        "norm_num_groups": train.norm_num_groups,
+        "sample_size": train.resolution,
+        "mid_block_add_attention": train.mid_block_attention,
+        # Replaced by the measured latent statistics after training.
+        "scaling_factor": 1.0,
+        "force_upcast": False,
+    }

@@ -1,0 +1,296 @@
+"""``VAETokenizer``: a diffusers ``AutoencoderKL`` behind the tokbench contract.
+
+Pixels in [0, 1] at the boundary, [-1, 1] inside. ``encode`` returns RAW
+latents (the posterior mode, or a seeded sample): no scaling or shift factor is
+applied. ``scaling_factor``/``shift_factor`` from the model config are exposed
+for generation, which uses ``(z - shift_factor) * scaling_factor``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tokbench.api import Capability, LatentSpec, Tokenizer
+from tokbench.errors import MissingAssetError
+from tokbench.hashing import content_key, state_dict_fingerprint
+from tokbench_vae.params import VAEParams, download_hint
+
+#: config keys that never change what encode/decode compute
+_CONFIG_KEYS_WITHOUT_EFFECT = {
+    "sample_size",
+    "scaling_factor",
+    "shift_factor",
+    "latents_mean",
+    "latents_std",
+    "force_upcast",
+}
+TRAINING_SUMMARY = "training.json"
+#: plain loading (no `accelerate` needed, and no log line asking for it)
+_LOAD = {"low_cpu_mem_usage": False}
+logger = logging.getLogger("tokbench_vae")
+
+
+class VAETokenizer(Tokenizer):
+    """Wraps an ``AutoencoderKL``; see the module docstring for the conventions."""
+
+    capabilities = frozenset({Capability.ENCODE, Capability.DECODE})
+
+    def __init__(self, model, params: VAEParams | None = None, source: str | None = None):
+        self.model = model.eval().requires_grad_(False)
+        self.params = params or VAEParams(preset="tiny")
+        #: where the weights came from (directory or hub id), for records
+        self.source = source
+        config = model.config
+        self.block_out_channels = tuple(config.block_out_channels)
+        self.latent_channels = int(config.latent_channels)
+        self.downsample = 2 ** (len(self.block_out_channels) - 1)
+        self.scaling_factor = float(config.scaling_factor) if config.get("scaling_factor") is not None else 1.0
+        self.shift_factor = float(config.shift_factor) if config.get("shift_factor") is not None else 0.0
+        self.native_resolution = int(config.get("sample_size") or 256)
+        if self.device.type == "cuda":
+            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
+
+    # ---- contract ---------------------------------------------------------------
+    def latent_spec(self, image_size: int) -> LatentSpec:
+        if image_size % self.downsample:
+            raise ValueError(f"image size {image_size} is not divisible by this VAE's downsampling factor {self.downsample}")
+        side = image_size // self.downsample
+        return LatentSpec(channels=self.latent_channels, height=side, width=side, downsample=self.downsample)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = self._prepare(images) * 2 - 1
+        with torch.no_grad(), self._autocast():
+            posterior = self.model.encode(x).latent_dist
+            if self.params.sample_posterior:
+                noise = posterior_noise(images, tuple(posterior.mean.shape[1:]), self.params.seed)
+                latents = posterior.mean + posterior.std * noise.to(device=posterior.mean.device, dtype=posterior.mean.dtype)
+            else:
+                latents = posterior.mode()
+        return latents.to(self.dtype).contiguous()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = self._prepare(latents)
+        with torch.no_grad(), self._autocast():
+            images = self.model.decode(z).sample
+        return ((images.to(self.dtype) + 1) / 2).clamp(0, 1).contiguous()
+
+    def fingerprint(self) -> str:
+        extra: dict[str, Any] = {
+            "family": "diffusers.AutoencoderKL",
+            "config": {k: v for k, v in dict(self.model.config).items() if not k.startswith("_") and k not in _CONFIG_KEYS_WITHOUT_EFFECT},
+            "sample_posterior": self.params.sample_posterior,
+            "precision": self.params.precision,
+        }
+        if self.params.sample_posterior:
+            extra["seed"] = self.params.seed
+        return state_dict_fingerprint(self.model.state_dict(), extra=extra)
+
+    def modules(self) -> Sequence[torch.nn.Module]:
+        return [self.model]
+
+    def to(self, device=None, dtype=None) -> "VAETokenizer":
+        # torch's Module.to: diffusers' override logs a warning on every dtype cast.
+        kwargs = {name: value for name, value in (("device", device), ("dtype", dtype)) if value is not None}
+        if kwargs:
+            torch.nn.Module.to(self.model, **kwargs)
+        if self.device.type == "cuda":
+            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
+        return self
+
+    # ---- helpers ------------------------------------------------------------------
+    def _prepare(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(device=self.device, dtype=self.dtype)
+        if tensor.device.type == "cuda":
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def _autocast(self):
+        if self.params.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "block_out_channels": list(self.block_out_channels),
+            "latent_channels": self.latent_channels,
+            "downsample": self.downsample,
+            "scaling_factor": self.scaling_factor,
+            "shift_factor": self.shift_factor,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+
+def posterior_noise(images: torch.Tensor, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Standard normal noise for posterior samples, one draw per image, seeded by
+    ``seed`` and the image's 8-bit content: an image gets the same sample in any
+    batch, on any device and in any dtype. Returned on the CPU, float32."""
+    quantised = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous()
+    draws = []
+    for image in quantised:
+        digest = hashlib.blake2b(image.numpy().tobytes(), digest_size=8, key=str(seed).encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+        draws.append(torch.randn(shape, generator=generator, dtype=torch.float32))
+    return torch.stack(draws)
+
+
+# ---- loading --------------------------------------------------------------------------
+def load_autoencoder(params: VAEParams):
+    """``AutoencoderKL`` for ``params.pretrained`` (local directory or hub id), or
+    MissingAssetError saying which path/id is missing and how to get it."""
+    from diffusers import AutoencoderKL
+
+    name = params.pretrained
+    if name is None:
+        raise ValueError("load_autoencoder needs `pretrained` params")
+    local = params.local_dir()  # raises MissingAssetError for a missing path
+    if local is not None:
+        root = Path(name).expanduser()
+        if not (local / "config.json").is_file():
+            params.identity_files()  # raises the MissingAssetError that lists what is there
+        try:
+            with _quiet_hub():
+                return AutoencoderKL.from_pretrained(str(root), subfolder=params.subfolder, local_files_only=True, **_LOAD)
+        except (OSError, ValueError, EnvironmentError) as error:
+            raise MissingAssetError(
+                f"could not load a diffusers AutoencoderKL from {str(local)!r}: {error}. The directory needs config.json "
+                "and diffusion_pytorch_model.safetensors (as written by `save_pretrained`)."
+            ) from error
+    # A hub id: use the local hub cache first, the network only if allowed.
+    kwargs = {"subfolder": params.subfolder, "revision": params.revision}
+    try:
+        with _quiet_hub():
+            return AutoencoderKL.from_pretrained(name, local_files_only=True, **kwargs, **_LOAD)
+    except Exception as cached_error:  # noqa: BLE001 - not cached; maybe downloadable
+        if not _hub_offline():
+            try:
+                with _quiet_hub():
+                    return AutoencoderKL.from_pretrained(name, **kwargs, **_LOAD)
+            except Exception as error:  # noqa: BLE001 - reported with the fix
+                cached_error = error
+        where = f"{name}" + (f" (subfolder {params.subfolder})" if params.subfolder else "")
+        raise MissingAssetError(
+            f"pretrained VAE {where!r} is neither a local directory nor fetchable from the Hugging Face hub here "
+            f"({type(cached_error).__name__}: {str(cached_error).splitlines()[0] if str(cached_error) else ''}). "
+            + download_hint(name, params.revision)
+            + (f", with `subfolder: {params.subfolder}`" if params.subfolder else "")
+        ) from cached_error
+
+
+def _hub_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except (ImportError, AttributeError):  # pragma: no cover
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_hub():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        yield
+
+
+def train_preset(params: VAEParams, directory: str | os.PathLike, context=None) -> dict[str, Any]:
+    """Train ``params.preset`` and save it (diffusers layout) into ``directory``; the
+    returned summary goes into the store manifest."""
+    from tokbench_vae.train import shapes_sources, train_tiny
+
+    train = params.train
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_images, holdout = shapes_sources(train, context)
+    device = context.device if context is not None else "cpu"
+    track = context.track if context is not None else None
+    model, summary = train_tiny(train, train_images, holdout, device=device, track=track, log=logger.info)
+    model.to("cpu").save_pretrained(str(directory), safe_serialization=True)
+    summary = {"preset": params.preset, "cache_key": content_key(preset_key_inputs(params, context)), **summary}
+    (directory / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return {"training": summary}
+
+
+#: bump when the training recipe changes in a way the params do not show
+TRAINING_FORMAT = 1
+
+
+def preset_key_inputs(params: VAEParams, context=None) -> dict[str, Any]:
+    """What determines a preset's trained weights: recipe version, train params and data."""
+    from tokbench_vae.train import shapes_sources
+
+    train_images, holdout = shapes_sources(params.train, context)  # cheap: nothing is rendered
+    return {
+        "family": "tokbench_vae",
+        "format": TRAINING_FORMAT,
+        "preset": params.preset,
+        "train": params.train.cache_inputs(),
+        "data": {"train": train_images.fingerprint(), "holdout": holdout.fingerprint()},
+    }
+
+
+def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLike | None = None) -> VAETokenizer:
+    """The tokenizer for ``params``.
+
+    ``pretrained``: loaded with ``AutoencoderKL.from_pretrained``. ``preset``: the
+    weights come from the store (trained once by ``train_preset``); without a
+    context they are trained into ``directory`` (reused when it already holds a
+    model) or a temporary directory.
+    """
+    from diffusers import AutoencoderKL
+
+    if not isinstance(params, VAEParams):
+        params = VAEParams.model_validate(params)
+    if params.pretrained is not None:
+        model, source = load_autoencoder(params), params.pretrained
+    else:
+        if context is not None:
+            weights = context.cached(
+                key_inputs=preset_key_inputs(params, context),
+                kind="tokenizer-checkpoint",
+                producer=lambda target: train_preset(params, target, context),
+                label=f"vae {params.preset}",
+            )
+        elif directory is not None:
+            weights = Path(directory)
+            if not (weights / "config.json").is_file():
+                train_preset(params, weights)
+            else:
+                _check_trained_with(weights, params)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tokbench-vae-") as tmp:
+                train_preset(params, tmp)
+                model = AutoencoderKL.from_pretrained(tmp, local_files_only=True, **_LOAD)
+            return _finish(VAETokenizer(model, params, source=f"preset:{params.preset}"), context)
+        model, source = AutoencoderKL.from_pretrained(str(weights), local_files_only=True, **_LOAD), str(weights)
+    return _finish(VAETokenizer(model, params, source=source), context)
+
+
+def _check_trained_with(directory: Path, params: VAEParams) -> None:
+    """Refuse to reuse a directory trained with other settings."""
+    summary_path = directory / TRAINING_SUMMARY
+    expected = content_key(preset_key_inputs(params))
+    found = json.loads(summary_path.read_text()).get("cache_key") if summary_path.is_file() else None
+    if found != expected:
+        raise ValueError(
+            f"{str(directory)!r} holds a model trained with other settings (or not by this plugin); "
+            "use an empty directory, or omit `directory` to train into a temporary one"
+        )
+
+
+def _finish(tokenizer: VAETokenizer, context) -> VAETokenizer:
+    if context is not None:
+        tokenizer.to(context.device)
+    return tokenizer.eval()

@@ -1,0 +1,327 @@
+"""The plugin's own short training loop for the ``tiny`` preset.
+
+AdamW with linear warm-up and cosine decay, gradient clipping at 1; loss =
+L1 + MSE + KL (+ optional LPIPS) on ``shapes`` train images (random flips, and
+random crops for all but the last steps), images in [-1, 1]. Residual branches
+start at zero, which makes a few hundred CPU steps go a long way. bf16 autocast
+on CUDA; ``torch.compile`` only when asked. Deterministic for a given seed and
+device. Returns the trained model and a JSON-able summary (final losses,
+held-out PSNR, steps, wall time) that the producer records in the store manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+
+import torch
+
+from tokbench.errors import MissingAssetError
+from tokbench_vae.params import TinyTrainParams
+from tokbench_vae.presets import autoencoder_config
+
+T = TypeVar("T")
+Track = Callable[[Iterable[T], str, "int | None"], Iterable[T]]
+
+#: held-out images come from the 'val' split with this seed offset (never trained on)
+HOLDOUT_SEED_OFFSET = 1
+
+
+class ImageSource(Protocol):
+    """Anything with ``len()`` and ``image(i)`` -> uint8 (H, W, 3) array."""
+
+    def __len__(self) -> int: ...
+
+    def image(self, index: int) -> Any: ...
+
+
+def images_tensor(source: ImageSource, count: int | None = None) -> torch.Tensor:
+    """The first ``count`` images of ``source`` as one uint8 tensor (N, 3, H, W)."""
+    import numpy as np
+
+    count = len(source) if count is None else min(count, len(source))
+    if count == 0:
+        raise ValueError("the image source is empty")
+    stacked = np.stack([np.asarray(source.image(i), dtype=np.uint8) for i in range(count)])
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def shapes_sources(train: TinyTrainParams, context=None) -> tuple[ImageSource, ImageSource]:
+    """(train images, held-out images) from the built-in ``shapes`` dataset."""
+    train_params = {"split": "train", "num_images": train.num_images, "resolution": train.resolution, "seed": train.seed}
+    holdout_params = {
+        "split": "val",
+        "num_images": train.holdout_images,
+        "resolution": train.resolution,
+        "seed": train.seed + HOLDOUT_SEED_OFFSET,
+    }
+    if context is not None:
+        return context.build_dataset("shapes", train_params), context.build_dataset("shapes", holdout_params)
+    from tokbench.data.params import ShapesParams
+    from tokbench.data.shapes import ShapesDataset
+
+    return (
+        ShapesDataset.from_params(ShapesParams(**train_params)),
+        ShapesDataset.from_params(ShapesParams(**holdout_params)),
+    )
+
+
+# ---- helpers -------------------------------------------------------------------
+@contextlib.contextmanager
+def sensible_threads() -> Iterator[int]:
+    """Cap torch's intra-op threads at the CPU cores this process may use."""
+    previous = torch.get_num_threads()
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        available = os.cpu_count() or 1
+    threads = max(1, min(previous, available))
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(previous)
+
+
+def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [0, 1], both quantised to 8 bits."""
+    a = (reference.clamp(0, 1) * 255).round()
+    b = (reconstruction.clamp(0, 1) * 255).round()
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def lr_at(step: int, train: TinyTrainParams) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to 1% of it."""
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    return train.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def lpips_loss(device: torch.device) -> torch.nn.Module:
+    """LPIPS(VGG, v0.1) as a training loss, with the VGG16 backbone found the way the
+    LPIPS metric finds it (``$TOKBENCH_LPIPS_VGG`` or the torch-hub cache; never
+    downloaded). Missing weights are a MissingAssetError, never a silent skip."""
+    import warnings
+
+    from tokbench.metrics.errors import MetricUnavailable
+    from tokbench.metrics.perceptual import find_vgg16_weights
+
+    fix = "or set `train: {lpips_weight: 0}`"
+    try:
+        path = find_vgg16_weights()
+    except MetricUnavailable as error:
+        raise MissingAssetError(f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} ({fix})") from error
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # pnet_rand: build the backbone without downloading; its weights are loaded below.
+        module = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # lpips names torchvision's ``features.<i>.<param>`` as ``slice<k>.<i>.<param>``
+        backbone = {key: state[f"features.{key.split('.', 1)[1]}"] for key in module.net.state_dict()}
+        module.net.load_state_dict(backbone, strict=True)
+    except Exception as error:  # noqa: BLE001 - any unusable file gets the same advice
+        raise MissingAssetError(
+            f"{path} is not torchvision's VGG16 state dict ({type(error).__name__}: {error}); "
+            f"provide vgg16-397923af.pth via $TOKBENCH_LPIPS_VGG or the torch-hub cache ({fix})"
+        ) from error
+    return module.to(device).eval().requires_grad_(False)
+
+
+def zero_init_residuals(model) -> None:
+    """Zero the last layer of every residual branch (resnet ``conv2``, attention
+    output) so each block starts as the identity: the untrained network is then a
+    short plain conv chain, which learns much faster in a few hundred steps."""
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, ResnetBlock2D):
+                module.conv2.weight.zero_()
+                if module.conv2.bias is not None:
+                    module.conv2.bias.zero_()
+            elif isinstance(module, Attention):
+                out = module.to_out[0]
+                out.weight.zero_()
+                if out.bias is not None:
+                    out.bias.zero_()
+
+
+def init_logvar(model, value: float) -> None:
+    """Start the posterior log-variance at ``value`` (instead of about 0) so the decoder
+    sees informative latents from the first step, not unit-variance noise."""
+    conv = model.quant_conv if model.quant_conv is not None else model.encoder.conv_out
+    channels = conv.out_channels // 2
+    with torch.no_grad():
+        conv.bias[channels:].fill_(value)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model, images_uint8: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Mean PSNR and L1 of posterior-mode reconstructions of uint8 images (fp32)."""
+    device = next(model.parameters()).device
+    psnrs, l1s = [], []
+    for start in range(0, len(images_uint8), batch_size):
+        x = images_uint8[start : start + batch_size].to(device).float() / 255.0
+        recon = model.decode(model.encode(x * 2 - 1).latent_dist.mode()).sample
+        recon = ((recon + 1) / 2).clamp(0, 1)
+        psnrs.append(psnr(x, recon).cpu())
+        l1s.append((recon - x).abs().flatten(1).mean(1).cpu())
+    return {"psnr": float(torch.cat(psnrs).mean()), "l1": float(torch.cat(l1s).mean())}
+
+
+@torch.no_grad()
+def latent_statistics(model, images_uint8: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Global mean and std of posterior-mode latents (for scaling/shift factors)."""
+    device = next(model.parameters()).device
+    latents = []
+    for start in range(0, len(images_uint8), batch_size):
+        x = images_uint8[start : start + batch_size].to(device).float() / 127.5 - 1
+        latents.append(model.encode(x).latent_dist.mode().float().cpu())
+    stacked = torch.cat(latents)
+    return {"mean": float(stacked.mean()), "std": float(stacked.std())}
+
+
+# ---- the loop --------------------------------------------------------------------
+def train_tiny(
+    train: TinyTrainParams,
+    train_images: ImageSource | torch.Tensor,
+    holdout_images: ImageSource | torch.Tensor | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    track: Track | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Train the tiny preset; returns ``(model (eval, on device), summary dict)``.
+
+    ``train_images``/``holdout_images``: uint8 tensors (N,3,H,W) or objects with
+    ``len()`` and ``image(i)`` (e.g. a ``ShapesDataset``).
+    """
+    from diffusers import AutoencoderKL
+
+    started = time.time()
+    device = torch.device(device)
+    pool = train_images if isinstance(train_images, torch.Tensor) else images_tensor(train_images, train.num_images)
+    holdout = None
+    if holdout_images is not None:
+        holdout = holdout_images if isinstance(holdout_images, torch.Tensor) else images_tensor(holdout_images)
+    if pool.dtype != torch.uint8 or pool.ndim != 4 or pool.shape[1] != 3:
+        raise ValueError(f"training images must be uint8 (N,3,H,W), got {tuple(pool.shape)} {pool.dtype}")
+    if pool.shape[-1] % train.downsample or pool.shape[-2] % train.downsample:
+        raise ValueError(f"image size {tuple(pool.shape[-2:])} is not divisible by the downsampling factor {train.downsample}")
+    perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
+
+    with sensible_threads() as threads:
+        torch.manual_seed(train.seed)
+        model = AutoencoderKL(**autoencoder_config(train))
+        if train.zero_init_residuals:
+            zero_init_residuals(model)
+        if train.initial_logvar is not None:
+            init_logvar(model, train.initial_logvar)
+        model = model.to(device).train()
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        forward_model = torch.compile(model) if train.compile else model
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=train.lr, betas=(0.9, 0.99), weight_decay=train.weight_decay
+        )
+        generator = torch.Generator().manual_seed(train.seed)  # data order and flips (CPU)
+        noise = torch.Generator(device=device).manual_seed(train.seed + 1)  # posterior samples
+        pool = pool.to(device)
+        order = torch.randperm(len(pool), generator=generator)
+        cursor = 0
+        history: list[dict[str, float]] = []
+        steps: Iterable[int] = range(train.steps)
+        if track is not None:
+            steps = track(steps, "train vae tiny", train.steps)
+
+        for step in steps:
+            if cursor + train.batch_size > len(order):
+                order, cursor = torch.randperm(len(pool), generator=generator), 0
+            index = order[cursor : cursor + min(train.batch_size, len(order))]
+            cursor += len(index)
+            x = pool[index.to(device)]
+            crop = train.crop_size is not None and train.crop_size < min(x.shape[-2:])
+            if crop and step < train.steps - train.full_resolution_steps:
+                top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - train.crop_size + 1, (2,), generator=generator))
+                x = x[..., top : top + train.crop_size, left : left + train.crop_size]
+            x = x.float() / 127.5 - 1
+            flips = torch.rand(2, len(x), generator=generator) < 0.5
+            x = torch.where(flips[0].to(device)[:, None, None, None], x.flip(-1), x)
+            x = torch.where(flips[1].to(device)[:, None, None, None], x.flip(-2), x)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, train)
+
+            with _autocast(device):
+                posterior = forward_model.encode(x).latent_dist
+                recon = forward_model.decode(posterior.sample(generator=noise)).sample.float()
+                l1 = (recon - x).abs().mean()
+                kl = posterior.kl().float().mean() / posterior.mean[0].numel()
+                loss = l1 + train.kl_weight * kl
+                if train.mse_weight > 0:
+                    loss = loss + train.mse_weight * (recon - x).pow(2).mean()
+                if perceptual is not None:
+                    loss = loss + train.lpips_weight * perceptual(recon, x).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            history.append({"loss": loss.item(), "l1": l1.item(), "kl": kl.item()})
+            if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
+                steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
+            if log is not None and (step + 1) % max(1, train.steps // 10) == 0:
+                recent = history[-max(1, train.steps // 10) :]
+                log(
+                    f"vae tiny step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
+                    f"kl {history[-1]['kl']:.3f} lr {lr_at(step, train):.2e} ({time.time() - started:.0f}s)"
+                )
+
+        model.eval()
+        train_seconds = time.time() - started
+        tail = history[-max(1, min(20, len(history))) :]
+        summary: dict[str, Any] = {
+            "steps": train.steps,
+            "batch_size": train.batch_size,
+            "device": str(device),
+            "threads": threads,
+            "train_seconds": round(train_seconds, 2),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "first_loss": history[0]["loss"],
+            "final_loss": sum(h["loss"] for h in tail) / len(tail),
+            "final_train_l1": sum(h["l1"] for h in tail) / len(tail),
+            "final_kl": sum(h["kl"] for h in tail) / len(tail),
+        }
+        train_eval = evaluate(model, pool[: min(len(pool), 64)].cpu())  # first training images, no flips
+        summary["train_psnr"] = round(train_eval["psnr"], 3)
+        if holdout is not None:
+            held = evaluate(model, holdout)
+            summary.update({"holdout_psnr": round(held["psnr"], 3), "holdout_l1": held["l1"], "holdout_images": len(holdout)})
+        stats = latent_statistics(model, pool[: min(len(pool), 256)].cpu())
+        summary["latent_mean"], summary["latent_std"] = stats["mean"], stats["std"]
+        # Generation pipelines use (z - shift_factor) * scaling_factor; encode/decode do not.
+        model.register_to_config(scaling_factor=1.0 / max(stats["std"], 1e-6), shift_factor=stats["mean"])
+        summary["wall_seconds"] = round(time.time() - started, 2)
+    if log is not None:
+        log(
+            f"vae tiny: {train.steps} steps in {summary['train_seconds']:.0f}s, train L1 {summary['final_train_l1']:.4f}"
+            + (f", held-out PSNR {summary['holdout_psnr']:.2f} dB" if "holdout_psnr" in summary else "")
+        )
+    return model, summary

@@ -1,0 +1,44 @@
+"""The README's quickstart, exactly as a user runs it, then once more: the
+second run must recompute nothing and finish in seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import REPO, requires_fid_weights, run_cli
+
+pytestmark = [requires_fid_weights, pytest.mark.slow]
+
+
+def test_quickstart_runs_and_reruns_for_free(tmp_path):
+    store = tmp_path / "store"
+    env = {"TOKBENCH_STORE": str(store)}
+    started = time.time()
+    first = run_cli("run", str(REPO / "suites" / "quickstart.yaml"), env=env, timeout=1200)
+    first_seconds = time.time() - started
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first_seconds < 600, f"quickstart took {first_seconds:.0f}s (budget: 10 minutes)"
+
+    records = [json.loads(p.read_text()) for p in (store / "results").glob("*.json")]
+    results = {r["tokenizer"]["name"]: r for r in records if r["type"] == "result"}
+    assert set(results) == {"vae-tiny", "bicubic-f4"}
+    vae, bicubic = results["vae-tiny"]["metrics"], results["bicubic-f4"]["metrics"]
+    for metrics in (vae, bicubic):
+        assert metrics["rfid"] > 0 and 10 < metrics["psnr"] < 60 and 0 < metrics["ssim"] <= 1
+        assert metrics["lpips"] is None
+    # trained, not random: an untrained decoder stays far below this
+    assert vae["psnr"] > 16
+    assert "rfid ↓" in first.stdout and "VAE tiny (trained here)" in first.stdout
+
+    commits_before = (store / "log" / "commits.jsonl").read_text()
+    started = time.time()
+    second = run_cli("run", str(REPO / "suites" / "quickstart.yaml"), env=env)
+    second_seconds = time.time() - started
+    assert second.returncode == 0, second.stderr
+    assert "3 unit(s), 3 already in the store" in second.stdout
+    assert (store / "log" / "commits.jsonl").read_text() == commits_before
+    assert second_seconds < 30, f"rerun took {second_seconds:.1f}s"
+    print(f"quickstart: first run {first_seconds:.0f}s, rerun {second_seconds:.1f}s; vae {vae}, bicubic {bicubic}")
