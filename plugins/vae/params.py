@@ -149,7 +149,8 @@ class VAEParams(BaseModel):
             extra = [name for name in ("subfolder", "revision") if getattr(self, name) is not None]
             if extra:
                 raise ValueError(f"{' and '.join(extra)} only apply to `pretrained`; remove them for `preset: {self.preset}`")
-        if self.pretrained is not None and "train" in self.model_fields_set:
+        # Compared with the defaults (not "was it given") so a dumped model validates again.
+        if self.pretrained is not None and self.train != TinyTrainParams():
             raise ValueError("`train` only applies to `preset: tiny`; remove it when loading `pretrained` weights")
         return self
 

@@ -235,7 +235,10 @@ def train_tiny(
         model = model.to(device).train()
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        forward_model = torch.compile(model) if train.compile else model
+        if train.compile:
+            # In place, so parameter names (and the saved checkpoint) stay unchanged.
+            model.encoder.compile()
+            model.decoder.compile()
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=train.lr, betas=(0.9, 0.99), weight_decay=train.weight_decay
         )
@@ -269,8 +272,8 @@ def train_tiny(
                 group["lr"] = lr_at(step, train)
 
             with _autocast(device):
-                posterior = forward_model.encode(x).latent_dist
-                recon = forward_model.decode(posterior.sample(generator=noise)).sample.float()
+                posterior = model.encode(x).latent_dist
+                recon = model.decode(posterior.sample(generator=noise)).sample.float()
                 l1 = (recon - x).abs().mean()
                 kl = posterior.kl().float().mean() / posterior.mean[0].numel()
                 loss = l1 + train.kl_weight * kl

@@ -42,6 +42,12 @@ def test_invalid_params_are_explained(params, message):
         VAEParams.model_validate(params)
 
 
+@pytest.mark.parametrize("params", [{"preset": "tiny", "train": {"steps": 9}}, {"pretrained": "a/b", "subfolder": "vae"}])
+def test_dumped_params_validate_again(params):
+    model = VAEParams.model_validate(params)
+    assert VAEParams.model_validate(model.model_dump(mode="json")) == model
+
+
 def test_planning_hooks(tmp_path):
     assert VAEParams(preset="tiny").needs_preparation()
     assert VAEParams(preset="tiny").identity_files() == []

@@ -10,7 +10,7 @@ from tokbench.errors import MissingAssetError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vae.params import VAEParams
 from tokbench_vae.tokenizer import VAETokenizer, build_vae
-from vae_test_helpers import random_autoencoder
+from vae_test_helpers import one_torch_thread, random_autoencoder  # noqa: F401 - autouse fixture
 
 
 def smooth_images(batch: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:

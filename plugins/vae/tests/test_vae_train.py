@@ -11,7 +11,7 @@ from tokbench.errors import MissingAssetError
 from tokbench_vae.params import VAEParams
 from tokbench_vae.tokenizer import VAETokenizer, build_vae
 from tokbench_vae.train import images_tensor, train_tiny
-from vae_test_helpers import ArrayImages, quick_train_params
+from vae_test_helpers import ArrayImages, one_torch_thread, quick_train_params  # noqa: F401 - autouse fixture
 
 
 def test_short_training_decreases_the_loss_deterministically():

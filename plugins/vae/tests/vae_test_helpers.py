@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tokbench_vae.params import TinyTrainParams
 
@@ -67,3 +68,15 @@ class ArrayImages:
 
     def image(self, index: int) -> np.ndarray:
         return self.images[index]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and on a busy machine (tests run
+    beside other work) oversubscribed OpenMP threads slow them down many times."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
