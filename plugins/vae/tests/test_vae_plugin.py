@@ -13,6 +13,7 @@ from tokbench.errors import MissingAssetError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vae.params import TinyTrainParams, VAEParams
 from tokbench_vae.tokenizer import VAETokenizer, build_vae
+from vae_test_helpers import one_torch_thread  # noqa: F401 - autouse fixture: no oversubscribed threads
 
 
 def small_autoencoder(seed: int = 0):
