@@ -135,8 +135,8 @@ class Store:
         write_json_atomic(tmp / MANIFEST, _manifest_for(tmp, key, kind, meta))
         target = self.object_dir(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # an earlier crash after rename but a manifest-less dir cannot happen; a
-            shutil.rmtree(tmp)  # concurrent writer won the race: keep theirs
+        if target.exists():  # a concurrent writer committed first: keep theirs
+            shutil.rmtree(tmp)
             return target
         os.rename(tmp, target)
         self._log_commit(key, kind, meta)
