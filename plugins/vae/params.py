@@ -10,37 +10,18 @@ Exactly one source of weights::
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from tokbench.errors import MissingAssetError
+from tokbench.hub import download_hint, looks_like_hub_id  # noqa: F401 - re-exported
 from tokbench_vae import presets
 
-#: What a Hugging Face repo id looks like: ``name`` or ``owner/name``.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 #: File names diffusers reads the weights of a model directory from.
 _WEIGHT_PREFIX = "diffusion_pytorch_model"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
-
-
-def looks_like_hub_id(value: str) -> bool:
-    """True for ``owner/name`` (or ``name``) strings; False for anything path-like."""
-    if value.startswith(("/", ".", "~")) or "\\" in value or ".." in value or "--" in value:
-        return False
-    return bool(_HUB_ID.match(value))
-
-
-def download_hint(hub_id: str, revision: str | None = None) -> str:
-    target = f"./weights/{hub_id.split('/')[-1]}"
-    revision_flag = f" --revision {revision}" if revision else ""
-    return (
-        f"download it on a machine with internet: `huggingface-cli download {hub_id}{revision_flag} --local-dir {target}` "
-        f"(or `hf download ...`), copy it here, then set `pretrained: {target}` "
-        f"(or pre-fill the hub cache and keep `pretrained: {hub_id}`)"
-    )
 
 
 class TinyTrainParams(BaseModel):

@@ -23,7 +23,8 @@ import torch
 from tokbench.api import Capability, LatentSpec, Tokenizer
 from tokbench.errors import MissingAssetError
 from tokbench.hashing import content_key, state_dict_fingerprint
-from tokbench_vae.params import VAEParams, download_hint
+from tokbench.hub import download_hint, hub_offline
+from tokbench_vae.params import VAEParams
 
 #: config keys that never change what encode/decode compute
 _CONFIG_KEYS_WITHOUT_EFFECT = {
@@ -172,7 +173,7 @@ def load_autoencoder(params: VAEParams):
         with _quiet_hub():
             return AutoencoderKL.from_pretrained(name, local_files_only=True, **kwargs, **_LOAD)
     except Exception as cached_error:  # noqa: BLE001 - not cached; maybe downloadable
-        if not _hub_offline():
+        if not hub_offline():
             try:
                 with _quiet_hub():
                     return AutoencoderKL.from_pretrained(name, **kwargs, **_LOAD)
@@ -185,17 +186,6 @@ def load_autoencoder(params: VAEParams):
             + download_hint(name, params.revision)
             + (f", with `subfolder: {params.subfolder}`" if params.subfolder else "")
         ) from cached_error
-
-
-def _hub_offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except (ImportError, AttributeError):  # pragma: no cover
-        return False
 
 
 @contextlib.contextmanager

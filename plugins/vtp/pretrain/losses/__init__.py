@@ -1,0 +1,1 @@
+"""The stage-1 losses, one small module each."""
