@@ -137,3 +137,15 @@ def test_manifest_is_last(tmp_path):
     assert store.verify().problems == ["k4: no manifest (incomplete artifact)"]
     store.get_or_create("k5", lambda d: (d / "y").write_text("y"), kind="t")
     assert json.loads((store.path("k5") / MANIFEST).read_text())["key"] == "k5"
+
+
+def test_state_dict_fingerprint_handles_scalar_tensors():
+    import torch
+
+    from tokbench.hashing import state_dict_fingerprint
+
+    a = state_dict_fingerprint({"logit_scale": torch.tensor(2.0), "w": torch.ones(2)})
+    b = state_dict_fingerprint({"logit_scale": torch.tensor(2.5), "w": torch.ones(2)})
+    c = state_dict_fingerprint({"logit_scale": torch.tensor([2.0]), "w": torch.ones(2)})
+    assert a != b  # the scalar's value counts
+    assert a != c  # and so does its shape

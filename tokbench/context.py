@@ -45,6 +45,14 @@ class BuildContext:
         key = content_key({"kind": kind, "inputs": key_inputs})
         return self.store.get_or_create(key, producer, kind=kind, meta={"label": label or kind, "inputs": key_inputs})
 
+    def work_dir(self, key_inputs: Any, kind: str) -> Path:
+        """A persistent scratch directory for the artifact ``cached`` would produce from the same
+        inputs: long producers (training) keep resumable checkpoints there across interruptions."""
+        key = content_key({"kind": kind, "inputs": key_inputs})
+        path = self.store.root / "partial" / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def track(self, iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
         """A progress bar on long work (to stderr; silent when progress is off)."""
         if not self.progress:

@@ -75,9 +75,10 @@ def state_dict_fingerprint(state_dict: Any, extra: Any = None) -> str:
             continue
         tensor = tensor.detach().to("cpu").contiguous()
         digest.update(name.encode())
+        # 0-d tensors cannot be viewed as bytes; hash them as one-element vectors (shape is hashed as ()).
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     if extra is not None:
         digest.update(canonical_json(extra).encode())
     return digest.hexdigest()[:KEY_LENGTH]

@@ -366,7 +366,13 @@ class ManifestSource:
 
 class ShapesCaptionSource:
     """The offline shapes dataset as image–caption pairs, with ``labels`` kept
-    for zero-shot / linear-probe evaluation."""
+    for zero-shot / linear-probe evaluation.
+
+    ``caption_variants``: image ``i`` gets one of four phrasings, fixed per image
+    (full caption, colour + shape, shape + background, shape only). Web captions
+    describe images partially too; without this, colour and background alone tell
+    the captions of a small batch apart and the text tower never needs the shape word.
+    """
 
     def __init__(
         self,
@@ -374,9 +380,11 @@ class ShapesCaptionSource:
         num_images: int = 512,
         resolution: int = 64,
         seed: int = 0,
+        caption_variants: bool = False,
     ):
         self.dataset = ShapesDataset(split=split, num_images=num_images, resolution=resolution, seed=seed)
         self.classnames: list[str] = list(self.dataset.classnames)
+        self.caption_variants = caption_variants
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -388,10 +396,25 @@ class ShapesCaptionSource:
 
     def get(self, index: int) -> tuple[Image.Image, str]:
         index = _check_index(self, index)
-        return Image.fromarray(self.dataset.image(index)), self.dataset.caption(index) or ""
+        return Image.fromarray(self.dataset.image(index)), self.caption(index)
+
+    def caption(self, index: int) -> str:
+        if not self.caption_variants:
+            return self.dataset.caption(index) or ""
+        spec = self.dataset.spec(index)
+        article = "an" if spec.colour[0] in "aeiou" else "a"
+        variant = int.from_bytes(hashlib.blake2b(f"{index}".encode(), digest_size=2).digest(), "little") % 4
+        if variant == 0:
+            return spec.caption()
+        if variant == 1:
+            return f"{article} {spec.colour} {spec.shape}"
+        if variant == 2:
+            return f"a {spec.shape} on a {spec.background_colour} background"
+        return f"a {spec.shape}"
 
     def fingerprint(self) -> str:
-        return content_key({"kind": "vtp_shapes_captions", "dataset": self.dataset.fingerprint()})
+        return content_key({"kind": "vtp_shapes_captions", "dataset": self.dataset.fingerprint(),
+                            "caption_variants": self.caption_variants})
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "vtp_shapes_captions", **self.dataset.describe()}

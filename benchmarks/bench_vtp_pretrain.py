@@ -1,0 +1,169 @@
+"""VTP pretraining step time, per branch, and (on GPU) throughput and model FLOPs utilisation.
+
+    .venv/bin/python benchmarks/bench_vtp_pretrain.py                       # tiny recipe, CPU
+    .venv/bin/python benchmarks/bench_vtp_pretrain.py --recipe large --clip-batch 64 --device cuda
+    .venv/bin/python benchmarks/bench_vtp_pretrain.py --record              # append to benchmarks/results/
+
+Batches are synthetic tensors of the recipe's shapes (the data pipeline is timed on its own
+line), so the figures are the model's. Each branch is timed alone (forward + backward of the
+student objective with the other branches' inputs empty), the teacher pass separately, then
+a whole optimizer step. MFU = model FLOPs (2·params·tokens per forward, ×3 with backward, from
+``PretrainRecipe.training_flops``) / time / peak; pass --peak-tflops for your GPU (H100 SXM
+dense bf16: 989).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tokbench_vtp.pretrain.collate import PretrainBatch
+from tokbench_vtp.pretrain.objective import teacher_targets
+from tokbench_vtp.pretrain.recipe import load_recipe
+from tokbench_vtp.pretrain.trainer import VTPPretrainer
+
+
+def synthetic_batch(recipe, clip: int, ssl: int, rec: int, device) -> PretrainBatch:
+    crops, arch = recipe.crops, recipe.arch
+    grid = (crops.global_size // arch.patch_size) ** 2
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 49000, (clip, arch.text_context_length), generator=generator)
+    tokens[:, 12] = 49407
+    masks = torch.rand(2 * ssl, grid, generator=generator) < 0.3
+    return PretrainBatch(
+        clip_images=torch.rand(clip, 3, crops.image_size, crops.image_size, generator=generator),
+        text_tokens=tokens,
+        global_crops=torch.rand(2 * ssl, 3, crops.global_size, crops.global_size, generator=generator),
+        local_crops=torch.rand(crops.n_local * ssl, 3, crops.local_size, crops.local_size, generator=generator),
+        masks=masks,
+        rec_images=torch.rand(rec, 3, crops.image_size, crops.image_size, generator=generator),
+        indices=torch.arange(clip),
+        ssl_positions=torch.arange(ssl),
+        rec_positions=torch.arange(rec),
+    ).to(device)
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeat: int) -> float:
+    fn()  # warm-up (and compilation)
+    sync(device)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipe", default="tiny")
+    parser.add_argument("--clip-batch", type=int, default=None, help="per-device CLIP batch (SSL/rec scale with it)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default=None)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = load_recipe(args.recipe)
+    clip = args.clip_batch or base.batch.clip
+    ssl = max(clip * base.batch.ssl // base.batch.clip, 1)
+    rec = max(clip * base.batch.rec // base.batch.clip, 1)
+    overrides = {"batch": {"clip": clip, "ssl": ssl, "rec": rec, "accumulation": 1}, "compile": args.compile,
+                 "loss": {"perceptual": 0.0}, "data": {"kind": "shapes", "num_images": max(clip, 64),
+                                                        "resolution": base.crops.image_size}}
+    if args.precision:
+        overrides["precision"] = args.precision
+    recipe = load_recipe(args.recipe, overrides)
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = VTPPretrainer(recipe, run_dir, device=device, log=lambda _: None)
+        objective, results = trainer.objective, {}
+        batches = {
+            "clip": synthetic_batch(recipe, clip, 0, 0, device),
+            "ssl": synthetic_batch(recipe, clip, ssl, 0, device),
+            "rec": synthetic_batch(recipe, clip, 0, rec, device),
+        }
+        batches["clip"].rec_images = batches["clip"].rec_images[:0]
+        full = synthetic_batch(recipe, clip, ssl, rec, device)
+
+        def teacher(batch):
+            return teacher_targets(trainer.teacher_trunk, trainer.teacher_head, objective, batch,
+                                   recipe.loss.teacher_temp, recipe.loss.centering)
+
+        def branch(name):
+            batch = batches[name]
+            weights = objective.weights
+            only = {"clip": {"ssl": 0.0, "rec": 0.0}, "ssl": {"clip": 0.0, "rec": 0.0}, "rec": {"clip": 0.0, "ssl": 0.0}}[name]
+            objective.weights = weights.model_copy(update=only)
+            targets = teacher(batch) if name == "ssl" else None
+
+            def step():
+                with trainer._autocast():
+                    objective(batch, targets)["total"].backward()
+
+            seconds = timed(step, device, args.repeat)
+            objective.weights = weights
+            trainer.optimizer.zero_grad(set_to_none=True)
+            return seconds
+
+        for name in ("clip", "ssl", "rec"):
+            results[f"{name}_fwd_bwd_s"] = branch(name)
+
+        def teacher_pass():
+            with trainer._autocast():
+                teacher(full)
+
+        results["teacher_fwd_s"] = timed(teacher_pass, device, args.repeat)
+        trainer.loader = iter(lambda: full, None)  # the synthetic batch as an endless loader
+        results["optimizer_step_s"] = timed(trainer.train_step, device, args.repeat)
+        data_loader = trainer._make_loader(None)
+        next(data_loader)
+        start = time.perf_counter()
+        for _ in range(2):
+            next(data_loader)
+        results["data_batch_s"] = (time.perf_counter() - start) / 2
+    flops = recipe.training_flops()
+    results["model_tflops_per_step"] = flops["total"] / 1e12
+    results["achieved_tflops"] = flops["total"] / results["optimizer_step_s"] / 1e12
+    results["images_per_s"] = clip / results["optimizer_step_s"]
+    if device.type == "cuda":
+        results["mfu"] = results["achieved_tflops"] / args.peak_tflops
+        results["gpu"] = torch.cuda.get_device_name(device)
+        results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    record = {
+        "benchmark": "vtp_pretrain_step",
+        "recipe": args.recipe,
+        "batch": {"clip": clip, "ssl": ssl, "rec": rec},
+        "device": str(device),
+        "precision": recipe.precision if device.type == "cuda" else "fp32",
+        "compile": args.compile,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in results.items()},
+    }
+    print(json.dumps(record, indent=2))
+    if args.record:
+        path = Path(__file__).parent / "results" / "vtp_pretrain.jsonl"
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

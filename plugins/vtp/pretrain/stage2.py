@@ -1,0 +1,129 @@
+"""Stage 2: the tokenizer (trunk incl. bottleneck) is frozen and the pixel decoder is
+fine-tuned with L1 + LPIPS + an adaptive-weight hinge GAN loss (VTP §3.2; the
+discriminator is unspecified by the paper: PatchGAN by default, or a discriminator
+on the frozen VTP trunk's own DINO-trained features).
+
+Gradients of the decoder and discriminator are averaged across ranks by hand (two
+small modules, two backward passes per step; simpler than two DDP wrappers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tokbench.training.discriminators import FeatureDiscriminator, PatchGANDiscriminator
+from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
+from tokbench_vtp.model.vtp import imagenet_normalize
+
+
+class TrunkFeatures(nn.Module):
+    """Patch tokens of a few blocks of a frozen copy of the trunk (the 'DINO' discriminator's backbone)."""
+
+    def __init__(self, trunk: nn.Module, blocks: list[int]):
+        super().__init__()
+        self.trunk = trunk.requires_grad_(False).eval()
+        self.blocks = blocks
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return [x[:, 1:] for x in self.trunk.intermediate(images, self.blocks)]
+
+
+def build_discriminator(kind: str, trunk: nn.Module, width: int, depth: int) -> nn.Module:
+    if kind == "patchgan":
+        return PatchGANDiscriminator(in_channels=3, base_channels=64, n_layers=3, norm="batch")
+    import copy
+
+    blocks = sorted({max(depth // 4 - 1, 0), max(depth // 2 - 1, 0), depth - 1})
+    return FeatureDiscriminator(TrunkFeatures(copy.deepcopy(trunk), blocks), [width] * len(blocks))
+
+
+class DecoderGANStage:
+    def __init__(self, trainer, state: dict[str, Any] | None = None):
+        self.trainer = trainer
+        recipe = trainer.recipe
+        config = recipe.stage2
+        self.config = config
+        model = trainer.model
+        model.trunk.requires_grad_(False)
+        self.decoder = model.pixel_decoder
+        self.discriminator = build_discriminator(config.discriminator, model.trunk, recipe.arch.vision_width,
+                                                 recipe.arch.vision_depth).to(trainer.device)
+        self.generator_optimizer = torch.optim.AdamW(self.decoder.parameters(), lr=config.lr, betas=config.betas,
+                                                     weight_decay=0.0)
+        trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
+        self.discriminator_optimizer = torch.optim.AdamW(trainable, lr=config.discriminator_lr, betas=config.betas,
+                                                         weight_decay=0.0)
+        self.perceptual = trainer.objective.rec_loss.perceptual if config.perceptual > 0 else None
+        from tokbench_vtp.pretrain.data import build_loader
+
+        self.loader = build_loader(recipe, trainer.loader.source, trainer.rank, trainer.world_size, stage2=True)
+        if state is not None:
+            self.load_state_dict(state)
+
+    def train_step(self, global_step: int) -> dict[str, float]:
+        trainer, config = self.trainer, self.config
+        step = global_step - trainer.recipe.steps
+        batch = next(self.loader).to(trainer.device, non_blocking=True)
+        target = imagenet_normalize(batch.rec_images)
+        with torch.no_grad(), trainer._autocast():
+            out = trainer.model.trunk.features(target)
+            latents = trainer.model.trunk.to_latent_grid(trainer.model.trunk.feature_bottleneck(out.patches), out.grid)
+        self.decoder.train()
+        reconstruction = self.decoder(latents.float()).float()
+        l1 = (reconstruction - target).abs().mean()
+        rec = config.l1 * l1
+        record = {"stage2_l1": float(l1.detach())}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(reconstruction, target).mean()
+            rec = rec + config.perceptual * perceptual
+            record["stage2_lpips"] = float(perceptual.detach())
+        factor = gan_start_factor(step, config.gan_start)
+        total = rec
+        if factor > 0 and config.gan_weight > 0:
+            self.discriminator.eval()
+            g_loss = hinge_g_loss(self.discriminator(reconstruction))
+            weight = adaptive_gan_weight(rec, g_loss, self.decoder.last_layer) if config.adaptive_weight else torch.ones(())
+            total = total + factor * config.gan_weight * weight * g_loss
+            record.update(stage2_g=float(g_loss.detach()), stage2_gan_weight=float(weight))
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        _average_gradients(self.decoder.parameters(), trainer.world_size)
+        self.generator_optimizer.step()
+        if factor > 0 and config.gan_weight > 0:
+            self.discriminator.train()
+            d_loss = hinge_d_loss(self.discriminator(target), self.discriminator(reconstruction.detach()))
+            self.discriminator_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            _average_gradients((p for p in self.discriminator.parameters() if p.requires_grad), trainer.world_size)
+            self.discriminator_optimizer.step()
+            record["stage2_d"] = float(d_loss.detach())
+        record["stage2_total"] = float(total.detach())
+        record["step"] = global_step + 1
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "generator_optimizer": self.generator_optimizer.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+            "loader": self.loader.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
+        self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.loader.load_state_dict(state["loader"])
+
+
+def _average_gradients(params, world_size: int) -> None:
+    if world_size == 1:
+        return
+    import torch.distributed as dist
+
+    for param in params:
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad.div_(world_size)

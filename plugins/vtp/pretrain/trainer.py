@@ -1,0 +1,346 @@
+"""VTP pretraining loop: stage 1 (joint CLIP + SSL + reconstruction) then stage 2
+(decoder GAN fine-tune), resumable to the bit and distributed with DDP.
+
+A run lives in one directory::
+
+    <run>/checkpoint.pt     everything for an exact resume (student, teacher, heads, loss
+                            centres, discriminator, optimizers, RNG states, data position)
+    <run>/history.jsonl     one line per logged step / evaluation
+    <run>/model.safetensors the official inference checkpoint (+ config.json), at the end
+    <run>/training.json     summary: recipe, steps, losses, evaluations, FLOPs, wall time
+
+Schedules are pure functions of the step, the data order is a pure function of
+(seed, step), and the checkpoint carries the torch RNG state, so stopping after N
+steps and resuming for M gives the weights of N+M uninterrupted steps (CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from tokbench.training.ema import ema_update_
+from tokbench.training.schedules import CosineSchedule
+from tokbench_vtp.checkpoint import save_official
+from tokbench_vtp.model.vtp import VTPModel
+from tokbench_vtp.pretrain.heads import DINOHead, cancel_last_layer_gradients
+from tokbench_vtp.pretrain.losses.clip import clamp_logit_scale_
+from tokbench_vtp.pretrain.objective import Stage1Objective, teacher_targets
+from tokbench_vtp.pretrain.recipe import PretrainRecipe
+
+logger = logging.getLogger("tokbench_vtp.pretrain")
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.jsonl"
+SUMMARY = "training.json"
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class StopRequested(Exception):
+    """Raised by ``stop_after`` to simulate an interruption (tests) or end a time slice."""
+
+
+class VTPPretrainer:
+    """Builds everything a recipe names, resumes from ``run_dir`` when a checkpoint is there."""
+
+    def __init__(
+        self,
+        recipe: PretrainRecipe,
+        run_dir: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        source=None,
+        evaluator: Callable[[VTPModel], dict[str, float]] | None = None,
+        eval_every: int = 0,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(device)
+        self.rank, self.world_size = world()
+        self.log = log or logger.info
+        self.evaluator = evaluator
+        self.eval_every = eval_every
+        batch = recipe.batch
+        if batch.clip % (self.world_size * batch.accumulation):
+            raise ValueError(
+                f"batch.clip {batch.clip} must be divisible by world size x accumulation "
+                f"({self.world_size} x {batch.accumulation})"
+            )
+        self.autocast_dtype = torch.bfloat16 if recipe.precision == "bf16" and self.device.type == "cuda" else None
+
+        torch.manual_seed(recipe.seed)
+        arch = recipe.arch
+        self.model = VTPModel(arch).to(self.device)
+        self.head = None
+        self.teacher_trunk = self.teacher_head = None
+        if recipe.loss.ssl > 0:
+            h = recipe.head
+            self.head = DINOHead(arch.vision_width, h.prototypes, h.layers, h.hidden, h.bottleneck).to(self.device)
+            self.teacher_trunk = copy.deepcopy(self.model.trunk).requires_grad_(False)
+            self.teacher_head = copy.deepcopy(self.head).requires_grad_(False)
+        perceptual = None
+        if recipe.loss.rec > 0 and recipe.loss.perceptual > 0:
+            from tokbench.training.perceptual import LPIPSLoss
+
+            perceptual = LPIPSLoss(input_space="imagenet").to(self.device)
+        self.objective = Stage1Objective(self.model, self.head, recipe, perceptual).to(self.device)
+        self.trainable = self.objective
+        if self.world_size > 1:
+            unused = not (recipe.loss.clip > 0 and recipe.loss.ssl > 0 and recipe.loss.rec > 0)
+            self.trainable = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=unused,
+            )
+        if recipe.compile:
+            self.model.trunk.compile()
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.objective), lr=recipe.optim.lr, betas=recipe.optim.betas, eps=recipe.optim.eps,
+        )
+        o = recipe.optim
+        # A warm-up longer than a (shortened) run is clamped to the run.
+        self.lr = CosineSchedule(o.lr, o.min_lr, recipe.steps, warmup_steps=min(o.warmup_steps, recipe.steps - 1))
+        self.wd = CosineSchedule(o.weight_decay, o.weight_decay_end, recipe.steps)
+        self.momentum = CosineSchedule(o.teacher_momentum, o.teacher_momentum_end, recipe.steps)
+        self.step = 0
+        self.stage2 = None
+        self.loader = self._make_loader(source)
+        self.history: list[dict[str, Any]] = []
+        self.started = time.time()
+        self.elapsed_before = 0.0
+        self._resume()
+
+    # ---- data -------------------------------------------------------------------------
+    def _make_loader(self, source):
+        from tokbench_vtp.pretrain.data import build_loader
+
+        return build_loader(self.recipe, source, rank=self.rank, world_size=self.world_size)
+
+    def teacher_temp(self, step: int) -> float:
+        loss = self.recipe.loss
+        if step < loss.teacher_temp_warmup_steps:
+            return loss.warmup_teacher_temp + (loss.teacher_temp - loss.warmup_teacher_temp) * step / loss.teacher_temp_warmup_steps
+        return loss.teacher_temp
+
+    # ---- one optimizer step --------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step: forward/backward over the micro-batches, then the update."""
+        record = self.forward_backward()
+        record.update(self.apply_update())
+        return record
+
+    def forward_backward(self) -> dict[str, float]:
+        """Set this step's lr / weight decay, run every micro-batch (teacher targets, the three
+        student branches, backward). Leaves the (DDP-averaged) gradients in place."""
+        recipe, step = self.recipe, self.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr(step)
+            group["weight_decay"] = self.wd(step) if group.get("decay", True) else 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        accumulation = recipe.batch.accumulation
+        for micro in range(accumulation):
+            batch = next(self.loader).to(self.device, non_blocking=True)
+            sync = micro == accumulation - 1 or self.world_size == 1
+            context = contextlib.nullcontext() if sync else self.trainable.no_sync()
+            with context, self._autocast():
+                targets = None
+                if self.teacher_trunk is not None and batch.global_crops.shape[0]:
+                    targets = teacher_targets(self.teacher_trunk, self.teacher_head, self.objective, batch,
+                                              self.teacher_temp(step), recipe.loss.centering)
+                parts = self.trainable(batch, targets)
+                (parts["total"] / accumulation).backward()
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) / accumulation
+        return sums
+
+    def apply_update(self) -> dict[str, float]:
+        """Freeze-window gradient cancelling, clipping, AdamW, logit-scale clamp, EMA teacher."""
+        recipe, step = self.recipe, self.step
+        record: dict[str, float] = {}
+        if self.head is not None and step < recipe.head.freeze_last_layer_steps:
+            cancel_last_layer_gradients(self.head)
+        if recipe.optim.clip_grad > 0:
+            record["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.objective.parameters(), recipe.optim.clip_grad))
+        self.optimizer.step()
+        if self.model.arch.with_text:
+            clamp_logit_scale_(self.model.logit_scale, recipe.loss.logit_scale_max)
+        if self.teacher_trunk is not None:
+            m = self.momentum(step)
+            ema_update_(list(self.teacher_trunk.parameters()), list(self.model.trunk.parameters()), m)
+            ema_update_(list(self.teacher_head.parameters()), list(self.head.parameters()), m)
+        self.step += 1
+        record.update(lr=self.lr(step), step=self.step)
+        return record
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ---- the loop -----------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the end of the recipe (stage 1, then stage 2), checkpointing along the way.
+        ``stop_after`` ends the call after that many *more* steps (checkpoint written), as an
+        interruption would; calling ``fit`` again (or a new trainer on the same run_dir) resumes."""
+        recipe = self.recipe
+        done_now = 0
+        every = recipe.checkpoint_every
+        while self.step < recipe.total_steps:
+            if stop_after is not None and done_now >= stop_after:
+                self.save_checkpoint()
+                raise StopRequested(f"stopped after step {self.step}")
+            if self.step < recipe.steps:
+                record = self.train_step()
+            else:
+                record = self._stage2().train_step(self.step)
+                self.step += 1
+            done_now += 1
+            if self.step % recipe.log_every == 0 or self.step == recipe.total_steps:
+                self._record({"kind": "train", **record})
+            if self.evaluator is not None and self.eval_every and self.step % self.eval_every == 0:
+                self._evaluate()
+            if every and self.step % every == 0 and self.step < recipe.total_steps:
+                self.save_checkpoint()
+        if self.evaluator is not None and not any(h.get("kind") == "eval" and h["step"] == self.step for h in self.history):
+            self._evaluate()
+        return self.finish()
+
+    def _stage2(self):
+        if self.stage2 is None:
+            from tokbench_vtp.pretrain.stage2 import DecoderGANStage
+
+            self.stage2 = DecoderGANStage(self, state=getattr(self, "_pending_stage2_state", None))
+        return self.stage2
+
+    def _evaluate(self) -> None:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            metrics = self.evaluator(self.model)
+        self.model.train(was_training)
+        self._record({"kind": "eval", "step": self.step, **metrics})
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.rank == 0:
+            with open(self.run_dir / HISTORY, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items() if k != "kind")
+            self.log(f"[vtp {record['kind']}] {shown}")
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "format": 1,
+            "recipe": self.recipe.model_dump(mode="json"),
+            "step": self.step,
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "teacher_trunk": self.teacher_trunk.state_dict() if self.teacher_trunk is not None else None,
+            "teacher_head": self.teacher_head.state_dict() if self.teacher_head is not None else None,
+            "loader": self.loader.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "stage2": self.stage2.state_dict() if self.stage2 is not None else None,
+            "elapsed": self.elapsed_before + time.time() - self.started,
+            "history": self.history,
+        }
+        return state
+
+    def save_checkpoint(self) -> Path:
+        path = self.run_dir / CHECKPOINT
+        state = self.state_dict()  # every rank: keeps collective calls (none today) symmetric
+        if self.rank == 0:
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        return path
+
+    def _resume(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = PretrainRecipe.model_validate(state["recipe"])
+        if saved.cache_inputs() != self.recipe.cache_inputs():
+            raise ValueError(
+                f"{path} was written by a different recipe; resume with the same recipe or use another run directory"
+            )
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.teacher_trunk is not None:
+            self.teacher_trunk.load_state_dict(state["teacher_trunk"])
+            self.teacher_head.load_state_dict(state["teacher_head"])
+        self.loader.load_state_dict(state["loader"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.step = state["step"]
+        self.history = state.get("history", [])
+        self.elapsed_before = state.get("elapsed", 0.0)
+        self._pending_stage2_state = state.get("stage2")
+        if self._pending_stage2_state is not None:
+            self._stage2()
+        self.log(f"[vtp] resumed {self.run_dir} at step {self.step}")
+
+    def finish(self) -> dict[str, Any]:
+        """Export the official inference checkpoint and the summary (rank 0)."""
+        summary = {
+            "recipe": self.recipe.name,
+            "steps": self.step,
+            "stage1_steps": self.recipe.steps,
+            "stage2_steps": self.recipe.stage2.steps,
+            "final": next((h for h in reversed(self.history) if h.get("kind") == "train"), {}),
+            "evaluations": [h for h in self.history if h.get("kind") == "eval"],
+            "flops_per_step": self.recipe.training_flops(),
+            "wall_seconds": round(self.elapsed_before + time.time() - self.started, 2),
+            "world_size": self.world_size,
+            "device": str(self.device),
+        }
+        if self.rank == 0:
+            save_official(self.model, self.run_dir)
+            (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=float))
+            self.save_checkpoint()
+        return summary
+
+
+def _param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on matrices only (not on biases, norms, tokens, logit scale, weight-norm magnitudes)."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or name.endswith(("cls_token", "mask_token", "positional_embedding", "original0")):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
+
+
+def rounded(value: float) -> float:
+    return float(f"{value:.6g}") if math.isfinite(value) else value

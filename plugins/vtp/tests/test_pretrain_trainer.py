@@ -1,0 +1,182 @@
+"""Stage-1/stage-2 training: every branch trains, resume is exact, DDP equals one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokbench_vtp.pretrain.recipe import PretrainRecipe, load_recipe
+from tokbench_vtp.pretrain.trainer import CHECKPOINT, StopRequested, VTPPretrainer
+
+from vtp_test_helpers import MICRO
+
+
+def micro_recipe(**overrides) -> PretrainRecipe:
+    base = {
+        "name": "micro",
+        "architecture": MICRO.model_dump(),
+        "steps": 4,
+        "data": {"kind": "shapes", "num_images": 32, "resolution": 32},
+        "batch": {"clip": 8, "ssl": 4, "rec": 4},
+        "crops": {"image_size": 32, "global_size": 32, "local_size": 16, "n_local": 1,
+                  "global_scale": [0.5, 1.0], "local_scale": [0.2, 0.5]},
+        "loss": {"perceptual": 0.0, "teacher_temp_warmup_steps": 2},
+        "head": {"prototypes": 32, "hidden": 32, "bottleneck": 16, "freeze_last_layer_steps": 1},
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+        "drop": {"clip": 0.25, "ssl": 0.25, "rec": 0.25},
+        "stage2": {"steps": 2, "batch": 4},
+        "precision": "fp32",
+        "checkpoint_every": 0,
+        "log_every": 1,
+    }
+    return load_recipe(base, overrides)
+
+
+def weights(trainer: VTPPretrainer) -> dict[str, torch.Tensor]:
+    state = {f"objective.{k}": v for k, v in trainer.objective.state_dict().items()}
+    state.update({f"teacher.{k}": v for k, v in trainer.teacher_trunk.state_dict().items()})
+    if trainer.stage2 is not None:
+        state.update({f"disc.{k}": v for k, v in trainer.stage2.discriminator.state_dict().items()})
+    return state
+
+
+def test_every_branch_gets_gradients_and_the_loss_parts_are_logged(tmp_path):
+    trainer = VTPPretrainer(micro_recipe(), tmp_path / "run")
+    parts = trainer.forward_backward()
+    for name in ("clip", "dino", "ibot", "koleo", "rec", "total"):
+        assert name in parts and torch.isfinite(torch.tensor(parts[name])), name
+    model = trainer.model
+    for name, param in {
+        "patch_embed": model.trunk.patch_embed.proj.weight,
+        "bottleneck (rec only)": model.trunk.feature_bottleneck.weight,
+        "decoder": model.pixel_decoder.proj_out.weight,
+        "text": model.text_transformer.resblocks[0].mlp.c_fc.weight,
+        "visual_proj (clip only)": model.visual_proj.weight,
+        "logit_scale": model.logit_scale,
+        "dino head mlp": trainer.head.mlp[0].weight if hasattr(trainer.head, "mlp") else next(trainer.head.parameters()),
+        "mask token (iBOT)": model.trunk.mask_token,
+    }.items():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    before = {k: v.clone() for k, v in trainer.teacher_trunk.state_dict().items()}
+    trainer.apply_update()
+    # The EMA teacher moved towards the student (momentum < 1) but is not the student.
+    after = trainer.teacher_trunk.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(after["blocks.0.attn.qkv.weight"], model.trunk.blocks[0].attn.qkv.weight)
+
+
+@pytest.mark.parametrize("stop_at", [3, 5])  # inside stage 1, and inside stage 2
+def test_resume_is_exact(tmp_path, stop_at):
+    recipe = micro_recipe()
+    straight = VTPPretrainer(recipe, tmp_path / "straight")
+    straight.fit()
+    interrupted = VTPPretrainer(recipe, tmp_path / "resumed")
+    with pytest.raises(StopRequested):
+        interrupted.fit(stop_after=stop_at)
+    assert (tmp_path / "resumed" / CHECKPOINT).is_file()
+    resumed = VTPPretrainer(recipe, tmp_path / "resumed")
+    assert resumed.step == stop_at
+    resumed.fit()
+    expected, actual = weights(straight), weights(resumed)
+    assert expected.keys() == actual.keys()
+    different = [k for k in expected if not torch.equal(expected[k], actual[k])]
+    assert different == []
+    # The exported official checkpoints hold identical tensors too.
+    from safetensors.torch import load_file
+
+    exported = [load_file(str(tmp_path / run / "model.safetensors")) for run in ("straight", "resumed")]
+    assert exported[0].keys() == exported[1].keys()
+    assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
+
+
+def test_resuming_with_another_recipe_is_refused(tmp_path):
+    trainer = VTPPretrainer(micro_recipe(), tmp_path / "run")
+    with pytest.raises(StopRequested):
+        trainer.fit(stop_after=1)
+    with pytest.raises(ValueError, match="different recipe"):
+        VTPPretrainer(micro_recipe(seed=3), tmp_path / "run")
+
+
+def test_stage2_trains_only_the_decoder_and_exports_the_official_format(tmp_path):
+    from tokbench_vtp.checkpoint import load_official
+
+    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 2, "batch": 4, "gan_start": 0}), tmp_path / "run")
+    trainer.train_step()
+    trunk_before = {k: v.clone() for k, v in trainer.model.trunk.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in trainer.model.pixel_decoder.state_dict().items()}
+    summary = trainer.fit()
+    assert summary["steps"] == 3
+    assert all(torch.equal(trunk_before[k], v) for k, v in trainer.model.trunk.state_dict().items())
+    assert any(not torch.equal(decoder_before[k], v) for k, v in trainer.model.pixel_decoder.state_dict().items())
+    stage2_records = [h for h in trainer.history if "stage2_d" in h]
+    assert stage2_records and all("stage2_gan_weight" in h for h in stage2_records)
+    loaded = load_official(tmp_path / "run")
+    images = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.get_reconstruction_latents(images), trainer.model.eval().get_reconstruction_latents(images))
+
+
+def test_dino_feature_discriminator_option(tmp_path):
+    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 1, "batch": 4, "discriminator": "dino"}), tmp_path / "run")
+    trainer.fit()
+    discriminator = trainer.stage2.discriminator
+    frozen = [p for p in discriminator.parameters() if not p.requires_grad]
+    assert frozen, "the trunk features of the DINO discriminator are frozen"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, run_root: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        trainer = VTPPretrainer(_ddp_recipe(), Path(run_root) / f"rank{rank}")
+        parts = trainer.forward_backward()
+        grads = {n: p.grad.clone() for n, p in trainer.objective.named_parameters() if p.grad is not None}
+        torch.save({"parts": parts, "grads": grads}, Path(out) / f"rank{rank}.pt")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp_recipe() -> PretrainRecipe:
+    # Per-rank randomness that is *meant* to differ from one process (iBOT masks, sample drop,
+    # KoLeo's per-rank neighbours) is switched off so the two runs see the same computation.
+    return micro_recipe(
+        batch={"clip": 8, "ssl": 8, "rec": 8},
+        masking={"probability": 0.0},
+        drop={"clip": 0.0, "ssl": 0.0, "rec": 0.0},
+        loss={"perceptual": 0.0, "koleo": 0.0, "ibot": 0.0},
+    )
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    single = VTPPretrainer(_ddp_recipe(), tmp_path / "single")
+    parts = single.forward_backward()
+    grads = {n: p.grad.clone() for n, p in single.objective.named_parameters() if p.grad is not None}
+    os.environ.pop("WORLD_SIZE", None)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    # CLIP gathers features across ranks: every rank computes the global loss.
+    assert ranks[0]["parts"]["clip"] == pytest.approx(parts["clip"], rel=1e-5)
+    # Batch-mean losses: the mean over ranks is the single-process loss.
+    for name in ("dino", "rec", "total"):
+        assert (ranks[0]["parts"][name] + ranks[1]["parts"][name]) / 2 == pytest.approx(parts[name], rel=1e-5), name
+    assert grads.keys() == ranks[0]["grads"].keys()
+    for name, grad in grads.items():
+        for rank in ranks:
+            torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
