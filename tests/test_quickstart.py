@@ -24,13 +24,14 @@ def test_quickstart_runs_and_reruns_for_free(tmp_path):
 
     records = [json.loads(p.read_text()) for p in (store / "results").glob("*.json")]
     results = {r["tokenizer"]["name"]: r for r in records if r["type"] == "result"}
-    assert set(results) == {"vae-tiny", "bicubic-f4"}
+    assert set(results) == {"vae-tiny", "vtp-tiny", "bicubic-f4"}
     vae, bicubic = results["vae-tiny"]["metrics"], results["bicubic-f4"]["metrics"]
-    for metrics in (vae, bicubic):
+    vtp = results["vtp-tiny"]["metrics"]
+    for metrics in (vae, vtp, bicubic):
         assert metrics["rfid"] > 0 and 10 < metrics["psnr"] < 60 and 0 < metrics["ssim"] <= 1
         assert metrics["lpips"] is None
     # trained, not random: an untrained decoder stays far below this
-    assert vae["psnr"] > 16
+    assert vae["psnr"] > 16 and vtp["psnr"] > 16
     assert "rfid ↓" in first.stdout and "VAE tiny (trained here)" in first.stdout
 
     commits_before = (store / "log" / "commits.jsonl").read_text()
@@ -38,7 +39,7 @@ def test_quickstart_runs_and_reruns_for_free(tmp_path):
     second = run_cli("run", str(REPO / "suites" / "quickstart.yaml"), env=env)
     second_seconds = time.time() - started
     assert second.returncode == 0, second.stderr
-    assert "3 unit(s), 3 already in the store" in second.stdout
+    assert "5 unit(s), 5 already in the store" in second.stdout
     assert (store / "log" / "commits.jsonl").read_text() == commits_before
     assert second_seconds < 30, f"rerun took {second_seconds:.1f}s"
-    print(f"quickstart: first run {first_seconds:.0f}s, rerun {second_seconds:.1f}s; vae {vae}, bicubic {bicubic}")
+    print(f"quickstart: first run {first_seconds:.0f}s, rerun {second_seconds:.1f}s; vae {vae}, vtp {vtp}, bicubic {bicubic}")

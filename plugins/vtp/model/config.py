@@ -120,9 +120,11 @@ PRESETS: dict[str, VTPArchitecture] = {
     "small": _preset(384, 12, 6),
     "base": _preset(768, 12, 12),
     "large": _preset(1024, 24, 16),
-    # Trains in minutes on two CPU cores at 64 px: patch 8 (8x8 latents of 16 channels), small text tower.
+    # CPU scale at 64 px: patch 8 (8x8 latents of 16 channels), a small text tower over 32 tokens
+    # (the shapes captions are at most 12 words).
     "tiny": _preset(
-        128, 4, 2, patch_size=8, bottleneck=16, text_width=128, text_depth=2, text_heads=2, clip_dim=128
+        128, 4, 2, patch_size=8, bottleneck=16, text_width=128, text_depth=2, text_heads=2, clip_dim=128,
+        text_context_length=32,
     ),
 }
 

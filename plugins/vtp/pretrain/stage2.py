@@ -55,7 +55,15 @@ class DecoderGANStage:
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.discriminator_optimizer = torch.optim.AdamW(trainable, lr=config.discriminator_lr, betas=config.betas,
                                                          weight_decay=0.0)
-        self.perceptual = trainer.objective.rec_loss.perceptual if config.perceptual > 0 else None
+        self.perceptual = None
+        if config.perceptual > 0:
+            # Reuse stage 1's LPIPS when it has one; otherwise load it (raises, naming the missing
+            # VGG16 file, rather than silently training without the perceptual term).
+            self.perceptual = trainer.objective.rec_loss.perceptual
+            if self.perceptual is None:
+                from tokbench.training.perceptual import LPIPSLoss
+
+                self.perceptual = LPIPSLoss(input_space="imagenet").to(trainer.device)
         from tokbench_vtp.pretrain.data import build_loader
 
         self.loader = build_loader(recipe, trainer.loader.source, trainer.rank, trainer.world_size, stage2=True)

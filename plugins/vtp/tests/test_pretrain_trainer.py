@@ -28,7 +28,7 @@ def micro_recipe(**overrides) -> PretrainRecipe:
         "head": {"prototypes": 32, "hidden": 32, "bottleneck": 16, "freeze_last_layer_steps": 1},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "drop": {"clip": 0.25, "ssl": 0.25, "rec": 0.25},
-        "stage2": {"steps": 2, "batch": 4},
+        "stage2": {"steps": 2, "batch": 4, "perceptual": 0.0},
         "precision": "fp32",
         "checkpoint_every": 0,
         "log_every": 1,
@@ -104,7 +104,7 @@ def test_resuming_with_another_recipe_is_refused(tmp_path):
 def test_stage2_trains_only_the_decoder_and_exports_the_official_format(tmp_path):
     from tokbench_vtp.checkpoint import load_official
 
-    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 2, "batch": 4, "gan_start": 0}), tmp_path / "run")
+    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 2, "batch": 4, "gan_start": 0, "perceptual": 0.0}), tmp_path / "run")
     trainer.train_step()
     trunk_before = {k: v.clone() for k, v in trainer.model.trunk.state_dict().items()}
     decoder_before = {k: v.clone() for k, v in trainer.model.pixel_decoder.state_dict().items()}
@@ -121,7 +121,7 @@ def test_stage2_trains_only_the_decoder_and_exports_the_official_format(tmp_path
 
 
 def test_dino_feature_discriminator_option(tmp_path):
-    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 1, "batch": 4, "discriminator": "dino"}), tmp_path / "run")
+    trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 1, "batch": 4, "discriminator": "dino", "perceptual": 0.0}), tmp_path / "run")
     trainer.fit()
     discriminator = trainer.stage2.discriminator
     frozen = [p for p in discriminator.parameters() if not p.requires_grad]
@@ -180,3 +180,28 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
     for name, grad in grads.items():
         for rank in ranks:
             torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_gradient_accumulation_splits_the_global_batch(tmp_path):
+    """batch.accumulation=2: each optimizer step consumes two micro-batches of half the global batch,
+    and the reconstruction gradient (a plain batch mean) equals the full-batch one."""
+    common = {"loss": {"perceptual": 0.0, "clip": 0.0, "ssl": 0.0, "rec": 1.0}, "drop": {"rec": 0.0},
+              "batch": {"clip": 8, "ssl": 0, "rec": 8}}
+    whole = VTPPretrainer(micro_recipe(**common), tmp_path / "whole")
+    split = VTPPretrainer(micro_recipe(**{**common, "batch": {"clip": 8, "ssl": 0, "rec": 8, "accumulation": 2}}),
+                          tmp_path / "split")
+    whole.forward_backward()
+    split.forward_backward()
+    assert split.loader.state_dict()["step"] == 2 and whole.loader.state_dict()["step"] == 1
+    weight = "model.pixel_decoder.proj_out.weight"
+    grads = [dict(t.objective.named_parameters())[weight].grad for t in (whole, split)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+
+
+def test_lpips_without_its_weights_is_an_error_not_a_silent_skip(tmp_path, monkeypatch):
+    from tokbench.metrics.errors import MetricUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.delenv("TOKBENCH_LPIPS_VGG", raising=False)
+    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+        VTPPretrainer(micro_recipe(loss={"perceptual": 1.0}), tmp_path / "run")

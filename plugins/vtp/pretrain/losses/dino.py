@@ -109,8 +109,9 @@ class DinoCropLosses(NamedTuple):
         return self.global_loss + self.local_loss
 
 
-class DINOLoss(nn.Module):
-    """DINO cross-entropy between student and teacher CLS-head outputs, plus teacher centring."""
+class TeacherCentering(nn.Module):
+    """What DINO and iBOT share: the prototype count, the student temperature and the
+    teacher centre (an EMA of the global-batch mean teacher logit) with softmax centring."""
 
     center: torch.Tensor
 
@@ -127,15 +128,8 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def softmax_center_teacher(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """``softmax((t - center) / teacher_temp)`` over prototypes; no gradient."""
+        """``softmax((t - center) / teacher_temp)`` over prototypes, any leading shape; no gradient."""
         return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
-
-    @torch.no_grad()
-    def sinkhorn_knopp_teacher(
-        self, teacher_logits: torch.Tensor, teacher_temp: float, n_iterations: int = 3
-    ) -> torch.Tensor:
-        """Sinkhorn-Knopp teacher targets over the global batch; see :func:`sinkhorn_knopp`."""
-        return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations)
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
@@ -143,8 +137,9 @@ class DINOLoss(nn.Module):
 
         The row sums and the row count are summed over ranks, so uneven per-rank batches
         give the exact global mean. (DINOv2 overlaps this all-reduce with the backward
-        pass; here it is synchronous.) Call it with the raw teacher logits of the step,
-        after :meth:`softmax_center_teacher` has used the previous centre.
+        pass, and for iBOT averages the per-rank means; here it is synchronous and exact.)
+        Call it with the raw teacher logits of the step, after :meth:`softmax_center_teacher`
+        has used the previous centre.
         """
         t = teacher_logits.float().reshape(-1, self.out_dim)
         stats = torch.cat([t.sum(dim=0), torch.tensor([t.shape[0]], dtype=torch.float32, device=t.device)])
@@ -153,6 +148,17 @@ class DINOLoss(nn.Module):
             return
         batch_center = (stats[:-1] / stats[-1]).unsqueeze(0)
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1.0 - self.center_momentum)
+
+
+class DINOLoss(TeacherCentering):
+    """DINO cross-entropy between student and teacher CLS-head outputs, plus teacher centring."""
+
+    @torch.no_grad()
+    def sinkhorn_knopp_teacher(
+        self, teacher_logits: torch.Tensor, teacher_temp: float, n_iterations: int = 3
+    ) -> torch.Tensor:
+        """Sinkhorn-Knopp teacher targets over the global batch; see :func:`sinkhorn_knopp`."""
+        return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations)
 
     def forward(
         self, student_logits_list: Sequence[torch.Tensor], teacher_probs_list: Sequence[torch.Tensor]

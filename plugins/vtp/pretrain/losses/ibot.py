@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from tokbench_vtp.pretrain.distributed import all_reduce_sum_
-from tokbench_vtp.pretrain.losses.dino import sinkhorn_knopp
+from tokbench_vtp.pretrain.losses.dino import TeacherCentering, sinkhorn_knopp
 
 __all__ = ["IBOTPatchLoss", "masked_patch_weights"]
 
@@ -29,26 +27,15 @@ def masked_patch_weights(masks_flat: torch.Tensor) -> torch.Tensor:
     return (1.0 / per_image).unsqueeze(-1).expand_as(masks_flat)[masks_flat]
 
 
-class IBOTPatchLoss(nn.Module):
+class IBOTPatchLoss(TeacherCentering):
     """Cross-entropy between student and teacher head outputs at masked patch positions."""
 
-    center: torch.Tensor
-
     def __init__(self, patch_out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
-        super().__init__()
-        if patch_out_dim < 1:
-            raise ValueError(f"patch_out_dim (number of prototypes) must be >= 1, got {patch_out_dim}")
-        if not 0.0 <= center_momentum <= 1.0:
-            raise ValueError(f"center_momentum must lie in [0, 1], got {center_momentum}")
-        self.patch_out_dim = patch_out_dim
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.register_buffer("center", torch.zeros(1, patch_out_dim))
+        super().__init__(patch_out_dim, student_temp, center_momentum)
 
-    @torch.no_grad()
-    def softmax_center_teacher(self, teacher_patch_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """``softmax((t - center) / teacher_temp)`` over prototypes, any leading shape; no gradient."""
-        return F.softmax((teacher_patch_logits.float() - self.center) / teacher_temp, dim=-1)
+    @property
+    def patch_out_dim(self) -> int:
+        return self.out_dim
 
     @torch.no_grad()
     def sinkhorn_knopp_teacher(
@@ -66,23 +53,6 @@ class IBOTPatchLoss(nn.Module):
         normalisation (every returned row sums to 1; prototype marginals ≈ M_global / K).
         """
         return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations, n_samples=n_masked_patches_tensor)
-
-    @torch.no_grad()
-    def update_center(self, teacher_patch_logits: torch.Tensor) -> None:
-        """EMA of the mean teacher logit over all masked patches of the global batch.
-
-        Accepts ``(M, K)`` (or any ``(..., K)``) raw teacher logits of the masked patches.
-        Sums and counts are summed over ranks, so this is the exact global mean even when
-        ranks hold different numbers of masked patches (DINOv2 instead averages the
-        per-rank means; the two agree when every rank has the same count).
-        """
-        t = teacher_patch_logits.float().reshape(-1, self.patch_out_dim)
-        stats = torch.cat([t.sum(dim=0), torch.tensor([t.shape[0]], dtype=torch.float32, device=t.device)])
-        all_reduce_sum_(stats)
-        if stats[-1] == 0:
-            return
-        batch_center = (stats[:-1] / stats[-1]).unsqueeze(0)
-        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1.0 - self.center_momentum)
 
     def forward_masked(
         self,
