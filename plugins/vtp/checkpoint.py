@@ -132,14 +132,13 @@ def infer_architecture(shapes: Mapping[str, tuple], overrides: Mapping | None = 
         "patch_size": patch,
         "vision_width": width,
         "vision_depth": _block_count(keys, "trunk.blocks."),
-        "vision_heads": width // HEAD_DIM,
         "vision_qk_norm": "trunk.blocks.0.attn.q_norm.weight" in shapes,
         "bottleneck": bottleneck,
         "with_decoder": "pixel_decoder.proj_in.weight" in shapes,
         "with_text": "token_embedding.weight" in shapes,
     }
-    head_dim = 2 * 2 * shape("trunk.rope_embed.periods")[0]
-    fields["vision_heads"] = width // head_dim
+    # RoPE has head_dim / 4 periods (two axes, sin/cos halves): the head count follows.
+    fields["vision_heads"] = width // (4 * shape("trunk.rope_embed.periods")[0])
     hidden = shape("trunk.blocks.0.mlp.w1.weight")[0]
     if fields["with_decoder"]:
         decoder_width = shape("pixel_decoder.proj_in.weight")[0]
@@ -160,7 +159,13 @@ def infer_architecture(shapes: Mapping[str, tuple], overrides: Mapping | None = 
             text_heads=max(text_width // HEAD_DIM, 1),
             clip_dim=shape("text_projection")[1],
         )
-    fields.update(overrides or {})
+    implied_by_tensors = {"vision_heads", "decoder_heads"}  # from the RoPE tables; text heads are a guess
+    for name, value in (overrides or {}).items():
+        if name in implied_by_tensors and name in fields and fields[name] != value:
+            raise CheckpointFormatError(
+                f"{CONFIG_NAME} says {name}={value} but the tensors imply {fields[name]}; fix or remove {CONFIG_NAME}"
+            )
+        fields[name] = value
     arch = VTPArchitecture(**fields)
     if arch.vision_hidden != hidden:
         raise CheckpointFormatError(

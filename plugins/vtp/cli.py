@@ -50,6 +50,11 @@ def pretrain_command(recipe: str, run_dir: str | None, overrides: tuple[str, ...
                                "parameters": loaded.arch.parameter_count()}, indent=2))
         return
     if nproc_per_node > 1:
+        if device and device not in ("cpu", "cuda"):
+            raise click.ClickException(
+                f"--device {device} would put every rank on one device; with --nproc-per-node each rank uses "
+                "its own GPU (LOCAL_RANK). Use --device cpu or cuda, or CUDA_VISIBLE_DEVICES to pick GPUs."
+            )
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}",
                    "-m", "tokbench_vtp.pretrain.run", recipe, "--run-dir", run_dir]
         command += [arg for item in overrides for arg in ("--set", item)]

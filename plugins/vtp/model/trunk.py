@@ -85,9 +85,9 @@ class VisionTrunk(nn.Module):
     def features(self, images: Tensor, masks: Tensor | None = None, drop_rate: float = 0.0) -> TrunkOutput:
         return self.forward_features([images], [masks], drop_rate)[0]
 
-    def latents(self, images: Tensor) -> Tensor:
+    def latents(self, images: Tensor, drop_rate: float = 0.0) -> Tensor:
         """(B, C, H/p, W/p): the bottleneck of the final-normed patch tokens, row-major grid."""
-        out = self.features(images)
+        out = self.features(images, drop_rate=drop_rate)
         return self.to_latent_grid(self.feature_bottleneck(out.patches), out.grid)
 
     @staticmethod

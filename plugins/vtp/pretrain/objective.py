@@ -99,10 +99,10 @@ class Stage1Objective(nn.Module):
             total = total + w.ssl * ssl
         if w.rec > 0 and batch.rec_images.shape[0]:
             target = imagenet_normalize(batch.rec_images)
-            features = self.model.trunk.features(target, drop_rate=self.drop.rec)
-            latents = self.model.trunk.to_latent_grid(self.model.trunk.feature_bottleneck(features.patches), features.grid)
-            reconstruction = self.model.decode_latents(latents.float() if not torch.is_autocast_enabled() else latents)
-            rec, rec_parts = self.rec_loss(reconstruction.float(), target.float())
+            reconstruction = self.model.decode_latents(self.model.trunk.latents(target, drop_rate=self.drop.rec))
+            # The loss (LPIPS included) in fp32 whatever the autocast: same precision as stage 2.
+            with torch.autocast(target.device.type, enabled=False):
+                rec, rec_parts = self.rec_loss(reconstruction.float(), target.float())
             parts.update({f"rec_{k}": v for k, v in rec_parts.items()})
             parts["rec"] = rec
             total = total + w.rec * rec
@@ -122,15 +122,13 @@ def teacher_targets(
     cls_logits, patch_logits = logits[: out.cls.shape[0]], logits[out.cls.shape[0]:]
     if centering == "sinkhorn":
         cls_probs = objective.dino_loss.sinkhorn_knopp_teacher(cls_logits, teacher_temp)
+        # Called on every rank even with no masked patch here: Sinkhorn and the centre updates
+        # are collectives (a rank skipping them would hang the others).
         n_masked = torch.tensor([patch_logits.shape[0]], device=patch_logits.device)
-        patch_probs = (
-            objective.ibot_loss.sinkhorn_knopp_teacher(patch_logits, teacher_temp, n_masked)
-            if patch_logits.shape[0] else patch_logits
-        )
+        patch_probs = objective.ibot_loss.sinkhorn_knopp_teacher(patch_logits, teacher_temp, n_masked)
     else:
         cls_probs = objective.dino_loss.softmax_center_teacher(cls_logits, teacher_temp)
         patch_probs = objective.ibot_loss.softmax_center_teacher(patch_logits, teacher_temp)
         objective.dino_loss.update_center(cls_logits)
-        if patch_logits.shape[0]:
-            objective.ibot_loss.update_center(patch_logits)
+        objective.ibot_loss.update_center(patch_logits)
     return TeacherTargets(cls_probs=cls_probs, patch_probs=patch_probs)

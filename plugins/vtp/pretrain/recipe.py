@@ -53,7 +53,11 @@ class DataConfig(_Strict):
 
 
 class BatchConfig(_Strict):
-    """Global batch sizes. VTP: every sample feeds CLIP; random subsets feed SSL and reconstruction."""
+    """Global batch sizes. VTP: every sample feeds CLIP; random subsets feed SSL and reconstruction.
+
+    With ``accumulation`` > 1 each micro-batch is contrasted on its own: the CLIP loss then
+    sees ``clip / accumulation`` pairs at a time (more ranks, not accumulation, give a larger
+    contrastive batch)."""
 
     clip: PositiveInt = 16384
     ssl: NonNegativeInt = 4096
@@ -88,10 +92,13 @@ class LossConfig(_Strict):
     student_temp: PositiveFloat = 0.1
     teacher_temp: PositiveFloat = 0.07
     warmup_teacher_temp: PositiveFloat = 0.04
-    #: steps over which the teacher temperature rises from warmup_teacher_temp to teacher_temp
-    teacher_temp_warmup_steps: NonNegativeInt = 0
+    #: steps over which the teacher temperature rises from warmup_teacher_temp to teacher_temp;
+    #: None: the first 30 % of stage 1 (DINOv2: 30 of 100 epochs)
+    teacher_temp_warmup_steps: NonNegativeInt | None = None
     clip_gather_with_grad: bool = True
-    clip_local_loss: bool = False
+    #: each rank scores its own rows against all gathered columns: the same gradient as the full
+    #: B x B logits at 1/world of the memory (the logged CLIP loss is then this rank's share)
+    clip_local_loss: bool = True
     logit_scale_max: PositiveFloat = math.log(100)
 
 
@@ -194,6 +201,22 @@ class PretrainRecipe(_Strict):
     @property
     def arch(self) -> VTPArchitecture:
         return preset(self.architecture) if isinstance(self.architecture, str) else self.architecture
+
+    def per_rank_batches(self, world_size: int) -> dict[str, int]:
+        """Per-rank micro-batch sizes; every branch that is switched on must get samples on every rank."""
+        split = world_size * self.batch.accumulation
+        sizes = {}
+        for name, weight in (("clip", self.loss.clip), ("ssl", self.loss.ssl), ("rec", self.loss.rec)):
+            size = getattr(self.batch, name)
+            if size % split:
+                raise ValueError(
+                    f"batch.{name} {size} must be divisible by world size x batch.accumulation = {split}; "
+                    f"use {max(size // split, 1) * split} or {(size // split + 1) * split}"
+                )
+            if (weight > 0 or name == "clip") and size == 0:
+                raise ValueError(f"batch.{name} is 0 but loss.{name} is {weight}; set loss.{name}: 0 to switch the branch off")
+            sizes[name] = size // split
+        return sizes
 
     @property
     def total_steps(self) -> int:

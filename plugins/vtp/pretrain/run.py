@@ -30,15 +30,15 @@ def _init_distributed() -> tuple[int, int, str]:
     import torch.distributed as dist
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
     rank = int(os.environ.get("RANK", "0"))
+    device = "cpu"
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world_size, f"cuda:{local}"
-    return rank, world_size, "cpu"
+        torch.cuda.set_device(local)  # before NCCL initialises, so each rank talks from its own GPU
+        device = f"cuda:{local}"
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device != "cpu" else "gloo")
+    return rank, world_size, device
 
 
 def pretrain(recipe: PretrainRecipe, run_dir: str | os.PathLike, device: str | None = None,
@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     recipe = load_recipe(args.recipe, parse_overrides(args.set))
-    pretrain(recipe, args.run_dir, device=args.device, log=print)
+    try:
+        pretrain(recipe, args.run_dir, device=args.device, log=print)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tokbench.training.discriminators import FeatureDiscriminator, PatchGANDiscriminator
 from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
 from tokbench_vtp.model.vtp import imagenet_normalize
+from tokbench_vtp.pretrain.distributed import all_reduce_mean_
 
 
 class TrunkFeatures(nn.Module):
@@ -40,7 +41,7 @@ def build_discriminator(kind: str, trunk: nn.Module, width: int, depth: int) -> 
 
 
 class DecoderGANStage:
-    def __init__(self, trainer, state: dict[str, Any] | None = None):
+    def __init__(self, trainer, state: dict[str, Any] | None = None, perceptual: nn.Module | None = None):
         self.trainer = trainer
         recipe = trainer.recipe
         config = recipe.stage2
@@ -50,21 +51,21 @@ class DecoderGANStage:
         self.decoder = model.pixel_decoder
         self.discriminator = build_discriminator(config.discriminator, model.trunk, recipe.arch.vision_width,
                                                  recipe.arch.vision_depth).to(trainer.device)
+        if trainer.world_size > 1 and trainer.device.type == "cuda":
+            # One set of BatchNorm statistics across ranks (what every rank saves and resumes).
+            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
         self.generator_optimizer = torch.optim.AdamW(self.decoder.parameters(), lr=config.lr, betas=config.betas,
                                                      weight_decay=0.0)
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.discriminator_optimizer = torch.optim.AdamW(trainable, lr=config.discriminator_lr, betas=config.betas,
                                                          weight_decay=0.0)
-        self.perceptual = None
-        if config.perceptual > 0:
-            # Reuse stage 1's LPIPS when it has one; otherwise load it (raises, naming the missing
-            # VGG16 file, rather than silently training without the perceptual term).
-            self.perceptual = trainer.objective.rec_loss.perceptual
-            if self.perceptual is None:
-                from tokbench.training.perceptual import LPIPSLoss
-
-                self.perceptual = LPIPSLoss(input_space="imagenet").to(trainer.device)
+        # Loaded by the trainer at start-up when config.perceptual > 0 (a missing VGG16 file fails then).
+        self.perceptual = perceptual if config.perceptual > 0 else None
         from tokbench_vtp.pretrain.data import build_loader
+        from tokbench_vtp.pretrain.losses.reconstruction import ReconstructionLoss
+
+        self.rec_loss = ReconstructionLoss(l1_weight=config.l1, perceptual_weight=config.perceptual if self.perceptual else 0.0,
+                                           perceptual=self.perceptual)
 
         self.loader = build_loader(recipe, trainer.loader.source, trainer.rank, trainer.world_size, stage2=True)
         if state is not None:
@@ -76,21 +77,16 @@ class DecoderGANStage:
         batch = next(self.loader).to(trainer.device, non_blocking=True)
         target = imagenet_normalize(batch.rec_images)
         with torch.no_grad(), trainer._autocast():
-            out = trainer.model.trunk.features(target)
-            latents = trainer.model.trunk.to_latent_grid(trainer.model.trunk.feature_bottleneck(out.patches), out.grid)
+            latents = trainer.model.trunk.latents(target)
         self.decoder.train()
         reconstruction = self.decoder(latents.float()).float()
-        l1 = (reconstruction - target).abs().mean()
-        rec = config.l1 * l1
-        record = {"stage2_l1": float(l1.detach())}
-        if self.perceptual is not None:
-            perceptual = self.perceptual(reconstruction, target).mean()
-            rec = rec + config.perceptual * perceptual
-            record["stage2_lpips"] = float(perceptual.detach())
+        rec, parts = self.rec_loss(reconstruction, target)
+        record = {f"stage2_{name}": float(value) for name, value in parts.items()}
         factor = gan_start_factor(step, config.gan_start)
         total = rec
         if factor > 0 and config.gan_weight > 0:
-            self.discriminator.eval()
+            # Train mode for both passes (as taming): G is scored with the batch statistics D trains with.
+            self.discriminator.train()
             g_loss = hinge_g_loss(self.discriminator(reconstruction))
             weight = adaptive_gan_weight(rec, g_loss, self.decoder.last_layer) if config.adaptive_weight else torch.ones(())
             total = total + factor * config.gan_weight * weight * g_loss
@@ -100,7 +96,6 @@ class DecoderGANStage:
         _average_gradients(self.decoder.parameters(), trainer.world_size)
         self.generator_optimizer.step()
         if factor > 0 and config.gan_weight > 0:
-            self.discriminator.train()
             d_loss = hinge_d_loss(self.discriminator(target), self.discriminator(reconstruction.detach()))
             self.discriminator_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -129,9 +124,6 @@ class DecoderGANStage:
 def _average_gradients(params, world_size: int) -> None:
     if world_size == 1:
         return
-    import torch.distributed as dist
-
     for param in params:
         if param.grad is not None:
-            dist.all_reduce(param.grad)
-            param.grad.div_(world_size)
+            all_reduce_mean_(param.grad)

@@ -29,13 +29,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from tokbench.training.ema import ema_update_
 from tokbench.training.schedules import CosineSchedule
 from tokbench_vtp.checkpoint import save_official
 from tokbench_vtp.model.vtp import VTPModel
+from tokbench_vtp.pretrain.distributed import all_reduce_mean_, world_info
 from tokbench_vtp.pretrain.heads import DINOHead, cancel_last_layer_gradients
 from tokbench_vtp.pretrain.losses.clip import clamp_logit_scale_
 from tokbench_vtp.pretrain.objective import Stage1Objective, teacher_targets
@@ -45,12 +45,6 @@ logger = logging.getLogger("tokbench_vtp.pretrain")
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
 SUMMARY = "training.json"
-
-
-def world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class StopRequested(Exception):
@@ -74,16 +68,11 @@ class VTPPretrainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
-        self.rank, self.world_size = world()
+        self.rank, self.world_size = world_info()
         self.log = log or logger.info
         self.evaluator = evaluator
         self.eval_every = eval_every
-        batch = recipe.batch
-        if batch.clip % (self.world_size * batch.accumulation):
-            raise ValueError(
-                f"batch.clip {batch.clip} must be divisible by world size x accumulation "
-                f"({self.world_size} x {batch.accumulation})"
-            )
+        recipe.per_rank_batches(self.world_size)  # every branch gets whole, non-empty per-rank batches
         self.autocast_dtype = torch.bfloat16 if recipe.precision == "bf16" and self.device.type == "cuda" else None
 
         torch.manual_seed(recipe.seed)
@@ -110,7 +99,17 @@ class VTPPretrainer:
                 broadcast_buffers=False, find_unused_parameters=unused,
             )
         if recipe.compile:
-            self.model.trunk.compile()
+            # The trunk is used through forward_features (no nn.Module forward), so compile that.
+            trunk = self.model.trunk
+            trunk.forward_features = torch.compile(trunk.forward_features)
+        self.stage2_perceptual = None
+        if recipe.stage2.steps and recipe.stage2.perceptual > 0:
+            # Fail now (naming the missing VGG16 file), not after all of stage 1.
+            self.stage2_perceptual = self.objective.rec_loss.perceptual
+            if self.stage2_perceptual is None:
+                from tokbench.training.perceptual import LPIPSLoss
+
+                self.stage2_perceptual = LPIPSLoss(input_space="imagenet").to(self.device)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.objective), lr=recipe.optim.lr, betas=recipe.optim.betas, eps=recipe.optim.eps,
         )
@@ -135,8 +134,10 @@ class VTPPretrainer:
 
     def teacher_temp(self, step: int) -> float:
         loss = self.recipe.loss
-        if step < loss.teacher_temp_warmup_steps:
-            return loss.warmup_teacher_temp + (loss.teacher_temp - loss.warmup_teacher_temp) * step / loss.teacher_temp_warmup_steps
+        warmup = loss.teacher_temp_warmup_steps
+        warmup = int(0.3 * self.recipe.steps) if warmup is None else warmup
+        if step < warmup:
+            return loss.warmup_teacher_temp + (loss.teacher_temp - loss.warmup_teacher_temp) * step / warmup
         return loss.teacher_temp
 
     # ---- one optimizer step --------------------------------------------------------------
@@ -169,6 +170,10 @@ class VTPPretrainer:
                 (parts["total"] / accumulation).backward()
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / accumulation
+        if self.world_size > 1:  # log the global mean, not rank 0's share
+            names = sorted(sums)
+            values = all_reduce_mean_(torch.tensor([sums[n] for n in names], dtype=torch.float64, device=self.device))
+            sums = dict(zip(names, values.tolist()))
         return sums
 
     def apply_update(self) -> dict[str, float]:
@@ -227,7 +232,13 @@ class VTPPretrainer:
         if self.stage2 is None:
             from tokbench_vtp.pretrain.stage2 import DecoderGANStage
 
-            self.stage2 = DecoderGANStage(self, state=getattr(self, "_pending_stage2_state", None))
+            # Built from its own seed, outside the training RNG stream: whether it is built at the
+            # stage boundary or on resume, neither it nor the following steps depend on when.
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.recipe.seed + 1)
+                self.stage2 = DecoderGANStage(self, state=getattr(self, "_pending_stage2_state", None),
+                                              perceptual=self.stage2_perceptual)
         return self.stage2
 
     def _evaluate(self) -> None:
@@ -257,25 +268,49 @@ class VTPPretrainer:
             "teacher_trunk": self.teacher_trunk.state_dict() if self.teacher_trunk is not None else None,
             "teacher_head": self.teacher_head.state_dict() if self.teacher_head is not None else None,
             "loader": self.loader.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": self._rng_state(),
             "stage2": self.stage2.state_dict() if self.stage2 is not None else None,
             "elapsed": self.elapsed_before + time.time() - self.started,
             "history": self.history,
         }
         return state
 
+    def _rng_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def _set_rng_state(self, rng: dict[str, Any]) -> None:
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    def _rank_rng_path(self, rank: int) -> Path:
+        return self.run_dir / "rng" / f"rank{rank}.pt"
+
     def save_checkpoint(self) -> Path:
+        """Rank 0 writes the checkpoint; with several ranks each also writes its own RNG state
+        (sample-drop draws differ per rank). Called by every rank."""
         path = self.run_dir / CHECKPOINT
-        state = self.state_dict()  # every rank: keeps collective calls (none today) symmetric
+        state = self.state_dict()
+        if self.world_size > 1:
+            rng_path = self._rank_rng_path(self.rank)
+            rng_path.parent.mkdir(exist_ok=True)
+            torch.save(state["rng"], rng_path.with_suffix(".tmp"))
+            os.replace(rng_path.with_suffix(".tmp"), rng_path)
         if self.rank == 0:
             tmp = path.with_suffix(".tmp")
             torch.save(state, tmp)
             os.replace(tmp, path)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
         return path
 
     def _resume(self) -> None:
@@ -295,11 +330,12 @@ class VTPPretrainer:
             self.teacher_head.load_state_dict(state["teacher_head"])
         self.loader.load_state_dict(state["loader"])
         rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        if self.world_size > 1:
+            rank_file = self._rank_rng_path(self.rank)
+            if not rank_file.is_file():
+                raise ValueError(f"{rank_file} is missing: resume with the world size the run was saved with")
+            rng = torch.load(rank_file, map_location="cpu", weights_only=False)
+        self._set_rng_state(rng)
         self.step = state["step"]
         self.history = state.get("history", [])
         self.elapsed_before = state.get("elapsed", 0.0)
@@ -325,7 +361,7 @@ class VTPPretrainer:
         if self.rank == 0:
             save_official(self.model, self.run_dir)
             (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=float))
-            self.save_checkpoint()
+        self.save_checkpoint()
         return summary
 
 

@@ -244,3 +244,13 @@ def test_shapes_of_the_official_methods():
         assert torch.allclose(inter[1][1], last["cls_token"], atol=1e-6)
         logits_i, logits_t = model.get_clip_logits(images, tokens)
         assert torch.equal(logits_i, logits_t.T) and logits_i.shape == (2, 2)
+
+
+def test_config_json_contradicting_the_tensors_is_named(tmp_path):
+    save_official(micro_model(), tmp_path / "ckpt")
+    config_path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["vision_num_heads"] = 4
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointFormatError, match=r"config.json says vision_heads=4 but the tensors imply 2"):
+        load_official(tmp_path / "ckpt")
