@@ -14,8 +14,8 @@ from typing import Iterable, Mapping
 import torch
 
 from tokbench.errors import MissingAssetError
-from tokbench.hub import download_hint, hub_file, looks_like_hub_id
-from tokbench_vtp.model.config import HEAD_DIM, HUB_IDS, VTPArchitecture
+from tokbench.hub import download_hint, hub_file
+from tokbench_vtp.model.config import HEAD_DIM, VTPArchitecture
 from tokbench_vtp.model.vtp import VTPModel
 
 WEIGHTS_NAME = "model.safetensors"
@@ -33,23 +33,15 @@ class CheckpointFormatError(ValueError):
 
 def resolve_checkpoint(source: str, revision: str | None = None) -> Path:
     """``model.safetensors`` for a file, a directory holding one, a preset alias
-    (``small``/``base``/``large``) or a hub id; MissingAssetError says how to get it."""
-    alias = HUB_IDS.get(source)
-    hub_id = alias or source
-    path = Path(source).expanduser()
-    if alias is None and path.exists():
-        candidate = path / WEIGHTS_NAME if path.is_dir() else path
-        if not candidate.is_file():
-            raise MissingAssetError(
-                f"{str(path)!r} has no {WEIGHTS_NAME}; point `pretrained` at the file or at a directory holding it "
-                f"(e.g. one made with `huggingface-cli download {HUB_IDS['large']} --local-dir <dir>`)"
-            )
-        return candidate
-    if alias is None and not looks_like_hub_id(source):
-        raise MissingAssetError(
-            f"VTP checkpoint {source!r} does not exist and is not a hub id. Use a local model.safetensors (or its directory), "
-            f"a hub id such as {HUB_IDS['large']}, or one of {', '.join(HUB_IDS)}."
-        )
+    (``small``/``base``/``large``) or a hub id; MissingAssetError says how to get it.
+    Which of these ``source`` is follows ``VTPParams`` (one rule for validation and loading)."""
+    from tokbench_vtp.params import VTPParams
+
+    params = VTPParams(pretrained=str(source), revision=revision)
+    local = params.local_checkpoint()  # raises MissingAssetError for a missing path
+    if local is not None:
+        return local
+    hub_id = params.hub_id()
     try:
         return hub_file(hub_id, WEIGHTS_NAME, revision)
     except Exception as error:  # noqa: BLE001 - reported with the fix

@@ -10,9 +10,8 @@ masked patches of the global batch.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from tokbench_vtp.pretrain.losses.dino import TeacherCentering, sinkhorn_knopp
+from tokbench_vtp.pretrain.losses.dino import TeacherCentering, pair_cross_entropy, sinkhorn_knopp
 
 __all__ = ["IBOTPatchLoss", "masked_patch_weights"]
 
@@ -83,8 +82,7 @@ class IBOTPatchLoss(TeacherCentering):
                 f"student logits {tuple(student_patch_logits_masked.shape)} and teacher probabilities "
                 f"{tuple(teacher_patch_probs_masked.shape)} must have the same (M, K) shape"
             )
-        log_p = F.log_softmax(student_patch_logits_masked.float() / self.student_temp, dim=-1)
-        ce = -(teacher_patch_probs_masked.float() * log_p).sum(dim=-1)
+        ce = pair_cross_entropy(student_patch_logits_masked, teacher_patch_probs_masked, self.student_temp)
         if n_masked_patches is not None:
             ce = ce[:n_masked_patches]
         if masks_weight is None:
