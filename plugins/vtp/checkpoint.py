@@ -16,6 +16,7 @@ import torch
 from tokbench.errors import MissingAssetError
 from tokbench.hub import download_hint, hub_file
 from tokbench_vtp.model.config import HEAD_DIM, VTPArchitecture
+from tokbench_vtp.model.text import causal_mask
 from tokbench_vtp.model.vtp import VTPModel
 
 WEIGHTS_NAME = "model.safetensors"
@@ -166,11 +167,16 @@ def infer_architecture(shapes: Mapping[str, tuple], overrides: Mapping | None = 
     return arch
 
 
+def _skipped_prefixes(components: Iterable[str]) -> tuple[str, ...]:
+    wanted = set(components)
+    return tuple(prefix for name, prefixes in COMPONENT_PREFIXES.items() if name not in wanted for prefix in prefixes)
+
+
 def load_state_dict(path: str | Path, components: Iterable[str] = ("decoder", "text")) -> dict[str, torch.Tensor]:
     """Tensors of the trunk plus the requested components, dtypes as stored."""
     from safetensors.torch import load_file
 
-    skip = tuple(prefix for name, prefixes in COMPONENT_PREFIXES.items() if name not in set(components) for prefix in prefixes)
+    skip = _skipped_prefixes(components)
     return {k: v for k, v in load_file(str(path)).items() if not k.startswith(skip)} if skip else load_file(str(path))
 
 
@@ -210,7 +216,7 @@ def load_official(
     path = resolve_checkpoint(str(source), revision)
     components = tuple(components)
     shapes = read_shapes(path)
-    skip = tuple(p for name, prefixes in COMPONENT_PREFIXES.items() if name not in components for p in prefixes)
+    skip = _skipped_prefixes(components)
     kept = {k: v for k, v in shapes.items() if not k.startswith(skip)} if skip else shapes
     arch = infer_architecture(kept, config_overrides(path))
     with torch.device("meta"):
@@ -220,14 +226,8 @@ def load_official(
     state = {k: (v if k.endswith("rope_embed.periods") else v.float()) for k, v in state.items()}
     strict_load(model, state)
     if arch.with_text:
-        model.attn_mask = _fresh_causal_mask(arch.text_context_length)
+        model.attn_mask = causal_mask(arch.text_context_length)  # non-persistent: to_empty left it garbage
     return model.eval()
-
-
-def _fresh_causal_mask(length: int) -> torch.Tensor:
-    from tokbench_vtp.model.text import causal_mask
-
-    return causal_mask(length)
 
 
 def save_official(model: VTPModel, path: str | Path) -> Path:

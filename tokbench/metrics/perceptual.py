@@ -76,7 +76,7 @@ def find_vgg16_weights(vgg_weights: str | os.PathLike[str] | None = None) -> Pat
     return _find(vgg_weights).path
 
 
-def _vgg16_features_state(path: Path, target_keys: list[str]) -> dict[str, torch.Tensor]:
+def vgg16_features_state(path: Path, target_keys: list[str]) -> dict[str, torch.Tensor]:
     """Map torchvision's ``features.<i>.<param>`` onto lpips' ``slice<k>.<i>.<param>`` names."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -159,7 +159,7 @@ def load_lpips(vgg_weights: str | os.PathLike[str] | None = None, device: str | 
         # pretrained=True: the v0.1 linear heads load from the lpips wheel.
         model = lpips.LPIPS(pretrained=True, net="vgg", version="0.1", pnet_rand=True, verbose=False)
     backbone = model.net
-    state = _vgg16_features_state(found.path, list(backbone.state_dict().keys()))
+    state = vgg16_features_state(found.path, list(backbone.state_dict().keys()))
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ActNorm", "FeatureDiscriminator", "FeatureHead", "PatchGANDiscriminator", "diff_augment"]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tokbench.metrics.errors import MetricUnavailable
-from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, _vgg16_features_state, find_vgg16_weights
+from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, vgg16_features_state, find_vgg16_weights
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SPACES", "LPIPSLoss", "to_signed"]
 
@@ -77,7 +77,7 @@ class LPIPSLoss(nn.Module):
             # pnet_rand=True builds VGG16 without downloading; pretrained=True loads the wheel's heads.
             model = lpips.LPIPS(pretrained=True, net="vgg", version="0.1", pnet_rand=True, verbose=False)
         if path is not None:
-            state = _vgg16_features_state(path, list(model.net.state_dict().keys()))
+            state = vgg16_features_state(path, list(model.net.state_dict().keys()))
             try:
                 model.net.load_state_dict(state, strict=True)
             except RuntimeError as error:

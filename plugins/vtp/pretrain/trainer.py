@@ -20,7 +20,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -376,7 +375,3 @@ def _param_groups(module: nn.Module) -> list[dict[str, Any]]:
         else:
             decay.append(param)
     return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
-
-
-def rounded(value: float) -> float:
-    return float(f"{value:.6g}") if math.isfinite(value) else value

@@ -32,9 +32,6 @@ CLIP_CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _inputs() -> dict[str, torch.Tensor]:

@@ -9,9 +9,6 @@ from torch import nn
 from tokbench_vtp.pretrain.heads import DINOHead, cancel_last_layer_gradients
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def test_structure_and_init() -> None:

@@ -11,9 +11,6 @@ from torch import nn
 from tokbench_vtp.pretrain.losses.clip import ClipLoss, clamp_logit_scale_
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def test_identity_pairs_by_hand() -> None:

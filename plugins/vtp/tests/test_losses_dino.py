@@ -10,9 +10,6 @@ import torch
 from tokbench_vtp.pretrain.losses.dino import DINOLoss, dino_crop_pairs_loss, pair_cross_entropy, sinkhorn_knopp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _naive_ce(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> float:

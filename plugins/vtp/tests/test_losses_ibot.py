@@ -10,9 +10,6 @@ import torch
 from tokbench_vtp.pretrain.losses.ibot import IBOTPatchLoss, masked_patch_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 MASKS = torch.tensor([[True, False, False, False], [True, True, False, True]])  # 1 and 3 masked patches

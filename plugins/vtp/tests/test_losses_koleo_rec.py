@@ -12,9 +12,6 @@ from tokbench_vtp.pretrain.losses.koleo import KoLeoLoss
 from tokbench_vtp.pretrain.losses.reconstruction import ReconstructionLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _circle(degrees: list[float]) -> torch.Tensor:

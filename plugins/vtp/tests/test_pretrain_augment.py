@@ -11,9 +11,6 @@ from pydantic import ValidationError
 from tokbench_vtp.pretrain.augment import MultiCropAugmentation, MultiCropConfig, random_resized_box
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def _image(width: int = 40, height: int = 48, seed: int = 0) -> Image.Image:

@@ -17,9 +17,6 @@ from tokbench_vtp.pretrain.sources import ShapesCaptionSource
 CONFIG = MultiCropConfig(image_size=32, global_size=32, local_size=16, n_local=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def fake_tokenize(captions: list[str]) -> torch.Tensor:

@@ -9,9 +9,6 @@ import torch
 from tokbench_vtp.pretrain.masking import BlockMaskGenerator, sample_batch_masks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def test_block_masks_never_exceed_the_target_and_mostly_reach_it():

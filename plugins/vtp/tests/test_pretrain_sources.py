@@ -24,9 +24,6 @@ from tokbench_vtp.pretrain.sources import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def _pixels(seed: int, size: int = 8) -> np.ndarray:
