@@ -179,3 +179,30 @@ def test_from_params_and_describe(imagenet):
 def test_bad_params_fail_validation(bad):
     with pytest.raises(ValidationError):
         ImageFolderParams(**{"root": "/data", **bad})
+
+
+def test_imagenet_classnames_from_open_clip(tmp_path, imagenet):
+    from tokbench.understanding.prompts import imagenet_classnames
+
+    root = tmp_path / "in1k"
+    for i in range(1000):
+        (root / f"n{i:08d}").mkdir(parents=True)
+    _write(root / "n00000000" / "a.png", seed=0)
+    ds = ImageFolderDataset(root, resolution=16, classnames_file="imagenet")
+    assert ds.classnames == list(imagenet_classnames()) and ds.classnames[0] == "tench"
+    with pytest.raises(TokbenchError, match="1000 ImageNet-1k classes, but the dataset has 3"):
+        ImageFolderDataset(imagenet, split="val", resolution=16, classnames_file="imagenet")
+
+
+def test_views_recrop_the_original_files(imagenet):
+    ds = ImageFolderDataset(imagenet, split="val", resolution=16)
+    view = ds.view("center-0.875", 24)
+    from tokbench.data.transforms import center_crop_0875
+
+    with Image.open(view.path(4)) as original:
+        expected = np.asarray(center_crop_0875(original, 24))
+    assert np.array_equal(view.image(4), expected)
+    assert view.fingerprint() != ds.fingerprint() and view.labels().tolist() == ds.labels().tolist()
+    assert ds.view("adm", 16) is ds
+    with pytest.raises(ValueError, match="unknown crop"):
+        ds.view("nope", 16)

@@ -162,3 +162,28 @@ def test_nearest_centroid_on_masks_beats_chance():
     predictions = [np.argmin(((centroids - features(s)) ** 2).sum(1)) for s in test]
     accuracy = np.mean([p == s.label for p, s in zip(predictions, test)])
     assert accuracy > 0.5  # chance is 1/12; measured 0.8
+
+
+def test_colour_labels_name_the_shapes_colour():
+    from tokbench.data.shapes import COLOUR_TEMPLATES, COLOURS, ZERO_SHOT_TEMPLATES
+
+    by_shape = ShapesDataset(num_images=40, resolution=16)
+    by_colour = ShapesDataset(num_images=40, resolution=16, labels="colour")
+    assert by_colour.classnames == list(COLOURS) and by_shape.classnames == list(CLASSNAMES)
+    for i in range(40):
+        assert by_colour.classnames[by_colour.label(i)] == by_shape.spec(i).colour
+        assert np.array_equal(by_colour.image(i), by_shape.image(i))
+    np.testing.assert_array_equal(by_colour.labels(), [by_colour.label(i) for i in range(40)])
+    assert by_colour.fingerprint() != by_shape.fingerprint()
+    assert by_colour.zero_shot_templates() == COLOUR_TEMPLATES and by_shape.zero_shot_templates() == ZERO_SHOT_TEMPLATES
+    assert COLOUR_TEMPLATES[0].format("red") == "a red circle"
+
+
+def test_views_rerender_at_the_protocol_resolution():
+    data = ShapesDataset(num_images=4, resolution=32)
+    assert data.view("adm", 32) is data
+    bigger = data.view("squash-bilinear", 48)
+    assert bigger.resolution == 48 and np.array_equal(bigger.image(1), ShapesDataset(num_images=4, resolution=48).image(1))
+    cropped = data.view("center-0.875", 28)  # a 32 px render, centre 28 px
+    assert np.array_equal(cropped.image(2), data.image(2)[2:30, 2:30])
+    assert cropped.fingerprint() != data.fingerprint() and cropped.labels().tolist() == data.labels().tolist()

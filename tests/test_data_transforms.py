@@ -13,7 +13,7 @@ def _noise_image(width, height, mode="RGB", seed=0):
 
 
 def test_names():
-    assert set(CROP_FUNCTIONS) == {"adm", "resize-center", "squash"}
+    assert set(CROP_FUNCTIONS) == {"adm", "resize-center", "squash", "squash-bilinear", "clip", "center-0.875"}
     assert CROP_FUNCTIONS["adm"] is adm_center_crop
 
 
@@ -77,3 +77,21 @@ def test_squash_ignores_aspect_and_resize_center_keeps_it():
 def test_invalid_size():
     with pytest.raises(ValueError):
         adm_center_crop(_noise_image(10, 10), 0)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (333, 500), (97, 64), (224, 224)])
+def test_protocol_crops_equal_torchvision(size):
+    """VTP zero-shot, OpenCLIP eval and DINOv2/MAE eval transforms, pixel for pixel."""
+    from torchvision import transforms as T
+
+    image = _noise_image(*size, seed=3)
+    bicubic, bilinear = T.InterpolationMode.BICUBIC, T.InterpolationMode.BILINEAR
+    expected = {
+        "squash-bilinear": T.Resize((56, 56), interpolation=bilinear),
+        "clip": T.Compose([T.Resize(56, interpolation=bicubic), T.CenterCrop(56)]),
+        "center-0.875": T.Compose([T.Resize(64, interpolation=bicubic), T.CenterCrop(56)]),  # 56 / 0.875 = 64
+    }
+    for crop, transform in expected.items():
+        assert np.array_equal(np.asarray(CROP_FUNCTIONS[crop](image, 56)), np.asarray(transform(image))), crop
+    at_imagenet_scale = T.Compose([T.Resize(256, interpolation=bicubic), T.CenterCrop(224)])
+    assert np.array_equal(np.asarray(CROP_FUNCTIONS["center-0.875"](image, 224)), np.asarray(at_imagenet_scale(image)))

@@ -41,6 +41,21 @@ def tokbench_register_tasks(register):
         requires={"encode", "decode"},
         description="rFID (real Inception), PSNR, SSIM, LPIPS of reconstructions",
     )
+    register(
+        "zero_shot",
+        task="tokbench.tasks.zero_shot:ZeroShotTask",
+        params="tokbench.tasks.understanding_params:ZeroShotParams",
+        requires={"image_features", "text"},
+        description="zero-shot top-1/top-5 from the text tower (protocols vtp, openclip)",
+    )
+    register(
+        "linear_probe",
+        task="tokbench.tasks.linear_probe:LinearProbeTask",
+        params="tokbench.tasks.understanding_params:LinearProbeParams",
+        train_dataset="required",
+        description="linear probes on cached frozen features, whole head grid in one pass "
+        "(protocols bottleneck, dinov2, mae)",
+    )
 
 
 @hookimpl

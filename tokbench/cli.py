@@ -146,10 +146,12 @@ def _print_results(store, keys: list[str]) -> None:
     from tokbench.report.tables import export_markdown, results_frame
 
     records = [store.get_result(k) for k in keys if store.has_result(k)]
-    frame = results_frame(records)
-    if frame.empty:
-        return
-    click.echo(export_markdown(frame))
+    by_task: dict[str, list] = {}
+    for record in records:
+        if record.get("type") == "result":
+            by_task.setdefault(record["task"]["name"], []).append(record)
+    for index, name in enumerate(sorted(by_task)):  # one table per task: only its own metric columns
+        click.echo(("\n" if index else "") + export_markdown(results_frame(by_task[name])))
     for note in _unavailable_notes(records):
         click.echo(note)
 

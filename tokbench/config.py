@@ -54,6 +54,7 @@ class TaskConfig(_Strict):
     kind: str
     name: str | None = None
     dataset: str
+    train_dataset: str | None = Field(None, description="for tasks that train on one dataset and report on another (linear_probe)")
     tokenizers: list[str] | Literal["all"] = "all"
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -84,7 +85,8 @@ class Suite(_Strict):
         if task.tokenizers != "all":
             return list(task.tokenizers)
         registry = registry or get_registry()
-        requires = registry.tasks[task.kind].requires
+        entry = registry.tasks[task.kind]
+        requires = entry.requirements(resolve(entry.params).model_validate(task.params))
         return [
             name
             for name, cfg in self.tokenizers.items()
@@ -301,11 +303,17 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
             problems.append(f"{source}: {where}.kind: {unknown_choice('task kind', task.kind, registry.tasks)}")
             continue
         entry = registry.tasks[task.kind]
+        params, issues = validate_params(entry.params, task.params, source, f"{where}.params")
+        problems += issues
+        if params is not None:
+            resolved["tasks"][index]["params"] = params.model_dump(mode="json")
+        requires = entry.requirements(params)
         if task.dataset not in suite.datasets:
             problems.append(
                 f"{source}: {where}.dataset: {unknown_choice('dataset', task.dataset, suite.datasets)}"
                 " (define it under 'datasets:')"
             )
+        problems += _train_dataset_problems(suite, task, entry, f"{source}: {where}.train_dataset")
         if task.tokenizers != "all":
             for name in task.tokenizers:
                 if name not in suite.tokenizers:
@@ -315,16 +323,20 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
                     continue
                 plugin = suite.tokenizers[name].plugin
                 if plugin in registry.tokenizers:
-                    lacking = entry.requires - registry.tokenizers[plugin].capabilities
+                    lacking = requires - registry.tokenizers[plugin].capabilities
                     if lacking:
                         problems.append(
                             f"{source}: {where}.tokenizers: tokenizer {name!r} ({plugin}) lacks "
                             f"{', '.join(sorted(c.value for c in lacking))} needed by task {task.kind!r}"
+                            + (" with these params" if requires != entry.requires else "")
                         )
-        params, issues = validate_params(entry.params, task.params, source, f"{where}.params")
-        problems += issues
-        if params is not None:
-            resolved["tasks"][index]["params"] = params.model_dump(mode="json")
+        elif all(cfg.plugin in registry.tokenizers for cfg in suite.tokenizers.values()) and not any(
+            requires <= registry.tokenizers[cfg.plugin].capabilities for cfg in suite.tokenizers.values()
+        ):
+            problems.append(
+                f"{source}: {where}.tokenizers: no tokenizer in this suite has "
+                f"{', '.join(sorted(c.value for c in requires))}, needed by task {task.kind!r}"
+            )
     names = [t.display_name for t in suite.tasks]
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{source}: tasks: two tasks are named {duplicate!r}; give each a unique 'name'")
@@ -332,6 +344,22 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
     if problems:
         raise SuiteError(problems)
     return Suite.model_validate(resolved)
+
+
+def _train_dataset_problems(suite: Suite, task: TaskConfig, entry: Any, where: str) -> list[str]:
+    if task.train_dataset is None:
+        if entry.train_dataset == "required":
+            return [f"{where}: task {task.kind!r} trains on a second dataset; name one of: "
+                    f"{', '.join(suite.datasets)} (define it under 'datasets:')"]
+        return []
+    if entry.train_dataset == "none":
+        return [f"{where}: task {task.kind!r} does not use a training dataset; remove this field"]
+    if task.train_dataset not in suite.datasets:
+        return [f"{where}: {unknown_choice('dataset', task.train_dataset, suite.datasets)} (define it under 'datasets:')"]
+    if task.train_dataset == task.dataset:
+        return [f"{where}: the training and evaluation datasets are both {task.dataset!r}; "
+                "train on a separate split (e.g. shapes with split: train)"]
+    return []
 
 
 def _broken_hint(registry: Registry, name: str) -> str:

@@ -28,7 +28,10 @@ def tokbench_register_tokenizers(register):
 @hookspec
 def tokbench_register_tasks(register):
     """Register task kinds: ``register(name, task="module:attr",
-    params="module:attr", requires={capabilities}, description="...")``."""
+    params="module:attr", requires={capabilities}, description="...",
+    train_dataset="none"|"optional"|"required")``. A params model may add
+    requirements that depend on its values with a ``required_capabilities()``
+    method (e.g. a protocol that reads image features instead of latents)."""
 
 
 @hookspec

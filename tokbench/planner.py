@@ -139,8 +139,9 @@ def plan_suite(suite: Suite, registry: Registry | None = None) -> Plan:
 
     for index, task_config in enumerate(suite.tasks):
         task = build_task(suite, index, registry)
-        if task_config.dataset not in dataset_fps:
-            dataset_fps[task_config.dataset] = build_dataset(suite, task_config.dataset, registry).fingerprint()
+        for dataset_name in filter(None, (task_config.dataset, task_config.train_dataset)):
+            if dataset_name not in dataset_fps:
+                dataset_fps[dataset_name] = build_dataset(suite, dataset_name, registry).fingerprint()
         for name in suite.task_tokenizers(task_config, registry):
             deps: tuple[str, ...] = ()
             if needs_preparation(suite, name, registry):
@@ -156,6 +157,7 @@ def plan_suite(suite: Suite, registry: Registry | None = None) -> Plan:
                     "evaluator": task.key_inputs(),
                     "tokenizer": identity(name),
                     "dataset": dataset_fps[task_config.dataset],
+                    **({"train_dataset": dataset_fps[task_config.train_dataset]} if task_config.train_dataset else {}),
                 }
             )
             label = f"{task_config.display_name}/{name}/{task_config.dataset}"

@@ -38,6 +38,9 @@ class TokenizerEntry:
     plugin: str
 
 
+TRAIN_DATASET_USES = ("none", "optional", "required")
+
+
 @dataclass(frozen=True)
 class TaskEntry:
     name: str
@@ -46,6 +49,17 @@ class TaskEntry:
     requires: frozenset[Capability]
     description: str
     plugin: str
+    #: whether the task reads a second, training dataset (``train_dataset:`` in a suite)
+    train_dataset: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.train_dataset not in TRAIN_DATASET_USES:
+            raise PluginError(f"task {self.name!r}: train_dataset must be one of {', '.join(TRAIN_DATASET_USES)}")
+
+    def requirements(self, params: Any = None) -> frozenset[Capability]:
+        """Capabilities a tokenizer needs; validated params may add some (``required_capabilities``)."""
+        extra = getattr(params, "required_capabilities", None)
+        return self.requires | _capabilities(extra()) if callable(extra) else self.requires
 
 
 @dataclass(frozen=True)
@@ -161,8 +175,8 @@ _ENTRY_BUILDERS: dict[str, Callable[..., Any]] = {
     "tokenizers": lambda name, plugin, factory, params, capabilities=(), description="": TokenizerEntry(
         name, factory, params, _capabilities(capabilities), description, plugin
     ),
-    "tasks": lambda name, plugin, task, params, requires=(), description="": TaskEntry(
-        name, task, params, _capabilities(requires), description, plugin
+    "tasks": lambda name, plugin, task, params, requires=(), description="", train_dataset="none": TaskEntry(
+        name, task, params, _capabilities(requires), description, plugin, train_dataset
     ),
     "datasets": lambda name, plugin, dataset, params, description="": DatasetEntry(
         name, dataset, params, description, plugin

@@ -182,6 +182,9 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         dataset_name=task_config.dataset,
         unit_key=unit.key,
     )
+    if task_config.train_dataset:
+        task_context.train_dataset = build_dataset(suite, task_config.train_dataset, context.registry)
+        task_context.train_dataset_name = task_config.train_dataset
     output = task.run(task_context)
     record = {
         **base,
@@ -198,6 +201,11 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
             "fingerprint": dataset.fingerprint(),
             "description": dataset.describe(),
         },
+        **({"train_dataset": {
+            "name": task_config.train_dataset,
+            "fingerprint": task_context.train_dataset.fingerprint(),
+            "description": task_context.train_dataset.describe(),
+        }} if task_config.train_dataset else {}),
         "metrics": output.metrics,
         "unavailable": output.unavailable,
         "evaluator": output.evaluator,

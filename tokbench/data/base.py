@@ -42,6 +42,20 @@ class ImageDataset(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for provenance records."""
 
+    def zero_shot_templates(self) -> tuple[str, ...] | str:
+        """Prompt templates for zero-shot classification (``{}`` = the class name), or the
+        name of a template set in ``tokbench.understanding.prompts`` (default: OpenAI's 80
+        ImageNet templates)."""
+        return "openai"
+
+    def view(self, crop: str, resolution: int) -> "ImageDataset":
+        """The same images and labels as an evaluation protocol would preprocess them
+        (``crop`` from ``tokbench.data.transforms.CROP_FUNCTIONS``, square ``resolution``).
+        Datasets that keep originals re-crop those; this default re-crops our images."""
+        from tokbench.data.views import ResampledView
+
+        return ResampledView(self, crop, resolution)
+
     @property
     def num_classes(self) -> int:
         return len(self.classnames)

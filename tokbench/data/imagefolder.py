@@ -17,6 +17,8 @@ from tokbench.data.transforms import CROP_FUNCTIONS, TRANSFORMS_VERSION
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.hashing import content_key, file_identity
 
+#: ``classnames_file`` value for open_clip's ImageNet-1k class names
+IMAGENET_CLASSNAMES = "imagenet"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
 LAYOUT_HELP = (
@@ -61,6 +63,15 @@ class ImageFolderDataset(ImageDataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def view(self, crop: str, resolution: int) -> "ImageFolderDataset":
+        """The original files under another crop/resolution (exact, not a re-crop of ours)."""
+        from tokbench.data.views import check_crop
+
+        check_crop(crop)
+        if crop == self.params.crop and resolution == self.resolution:
+            return self
+        return ImageFolderDataset.from_params(self.params.model_copy(update={"crop": crop, "resolution": int(resolution)}))
 
     def path(self, index: int) -> Path:
         return self.directory / self.files[self._check_index(index)]
@@ -170,7 +181,18 @@ def _balanced_prefixes(files_per_class: list[list[str]], limit: int) -> list[lis
 
 def _read_classnames(path: Path, folders: list[str]) -> list[str]:
     """One name per line in folder order, or JSON: ``{folder: name}``, ImageNet's
-    ``{"0": [wnid, name]}`` index, or a list of names in folder order."""
+    ``{"0": [wnid, name]}`` index, or a list of names in folder order; ``imagenet``:
+    open_clip's 1000 cleaned ImageNet-1k names (sorted-wnid order)."""
+    if str(path) == IMAGENET_CLASSNAMES:
+        from tokbench.understanding.prompts import imagenet_classnames
+
+        names = list(imagenet_classnames())
+        if len(folders) != len(names):
+            raise TokbenchError(
+                f"classnames_file: imagenet names the 1000 ImageNet-1k classes, but the dataset has {len(folders)} "
+                "class folders; use a classnames file for subsets"
+            )
+        return names
     if not path.is_file():
         raise MissingAssetError(
             f"classnames file {path} does not exist; give a text file with one class name per line "

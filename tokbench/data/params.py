@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-CropName = Literal["adm", "resize-center", "squash"]
+#: adm: guided-diffusion centre crop (rFID / generation); resize-center: shorter side + centre crop;
+#: squash: bicubic to a square; squash-bilinear: VTP zero-shot; clip: OpenCLIP eval;
+#: center-0.875: DINOv2/MAE eval (resize to size/0.875, centre crop). See tokbench.data.transforms.
+CropName = Literal["adm", "resize-center", "squash", "squash-bilinear", "clip", "center-0.875"]
 
 
 class ShapesParams(BaseModel):
@@ -19,6 +22,9 @@ class ShapesParams(BaseModel):
     resolution: int = Field(64, ge=8)
     # numpy seed sequences reject negative entropy, so the seed is non-negative.
     seed: int = Field(0, ge=0)
+    labels: Literal["shape", "colour"] = Field(
+        "shape", description="the class of an image: its shape (12, balanced) or the shape's colour (12, random)"
+    )
 
 
 class ImageFolderParams(BaseModel):
@@ -31,4 +37,7 @@ class ImageFolderParams(BaseModel):
     resolution: int = Field(256, ge=8)
     crop: CropName = "adm"
     limit: PositiveInt | None = None
-    classnames_file: str | None = Field(None, min_length=1)
+    classnames_file: str | None = Field(
+        None, min_length=1,
+        description="class names in folder order (text, or JSON mapping); 'imagenet' = open_clip's 1000 ImageNet names",
+    )

@@ -92,6 +92,14 @@ _BACKGROUND_CHOICES: dict[str, list[str]] = {
     fg: [bg for bg in COLOURS if math.dist(COLOURS[fg], COLOURS[bg]) >= _MIN_CONTRAST] for fg in COLOURS
 }
 
+#: Zero-shot prompts in the captions' own words (a small text tower knows no others): a shape
+#: class is "a {}" plus "a {colour} {}" for every colour (the ensemble marginalises the
+#: colour); a colour class is "a {} {shape}" for every shape.
+ZERO_SHOT_TEMPLATES: tuple[str, ...] = ("a {}",) + tuple(
+    f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {{}}" for colour in COLOURS
+)
+COLOUR_TEMPLATES: tuple[str, ...] = tuple(f"a {{}} {shape}" for shape in SHAPES)
+
 BackgroundKind = Literal["plain", "striped", "gradient", "checkered"]
 BACKGROUNDS: tuple[BackgroundKind, ...] = ("plain", "striped", "gradient", "checkered")
 _COLOUR_JITTER = 12
@@ -235,7 +243,8 @@ def render(spec: ShapeSpec, resolution: int) -> np.ndarray:
 
 
 class ShapesDataset(ImageDataset):
-    """Coloured shapes on patterned backgrounds; labels are balanced (``index % classes``).
+    """Coloured shapes on patterned backgrounds. The class is the shape (balanced:
+    ``index % 12``) or, with ``labels="colour"``, the shape's colour (uniformly drawn).
 
     Image ``i`` does not depend on ``num_images``: a smaller dataset is a prefix
     of a larger one with the same seed and split.
@@ -248,10 +257,11 @@ class ShapesDataset(ImageDataset):
         num_images: int = 512,
         resolution: int = 64,
         seed: int = 0,
+        labels: Literal["shape", "colour"] = "shape",
     ):
-        self.params = ShapesParams(split=split, num_images=num_images, resolution=resolution, seed=seed)
+        self.params = ShapesParams(split=split, num_images=num_images, resolution=resolution, seed=seed, labels=labels)
         self.resolution = self.params.resolution
-        self.classnames = list(CLASSNAMES)
+        self.classnames = list(CLASSNAMES) if labels == "shape" else list(COLOURS)
 
     @classmethod
     def from_params(cls, params: ShapesParams) -> "ShapesDataset":
@@ -268,16 +278,39 @@ class ShapesDataset(ImageDataset):
         return render(self.spec(index), self.resolution)
 
     def label(self, index: int) -> int:
+        if self.params.labels == "colour":
+            return _COLOUR_NAMES.index(self.spec(index).colour)
         return self._check_index(index) % len(CLASSNAMES)
 
     def labels(self) -> np.ndarray:
+        if self.params.labels == "colour":
+            return np.fromiter((self.label(i) for i in range(len(self))), dtype=np.int64, count=len(self))
         return np.arange(len(self), dtype=np.int64) % len(CLASSNAMES)
 
     def caption(self, index: int) -> str:
         return self.spec(index).caption()
 
+    def zero_shot_templates(self) -> tuple[str, ...]:
+        return ZERO_SHOT_TEMPLATES if self.params.labels == "shape" else COLOUR_TEMPLATES
+
+    def view(self, crop: str, resolution: int) -> ImageDataset:
+        """Re-rendered, not resampled: every crop of a square image is a resize of it,
+        except ``center-0.875``, which crops a render at ``resolution / 0.875``."""
+        from tokbench.data.transforms import EVAL_CROP_FRACTION
+        from tokbench.data.views import ResampledView, check_crop
+
+        check_crop(crop)
+        if crop != "center-0.875":
+            if resolution == self.resolution:
+                return self
+            return ShapesDataset(**self.params.model_copy(update={"resolution": int(resolution)}).model_dump())
+        source = self.params.model_copy(update={"resolution": int(round(resolution / EVAL_CROP_FRACTION))})
+        return ResampledView(ShapesDataset(**source.model_dump()), crop, resolution)
+
     def fingerprint(self) -> str:
-        return content_key({"kind": "shapes", "generator_version": GENERATOR_VERSION, "params": self.params})
+        # shape labels were the only labels before `labels` existed: keep those keys (and the stores) valid
+        params = self.params.model_dump(mode="json", exclude={"labels"} if self.params.labels == "shape" else set())
+        return content_key({"kind": "shapes", "generator_version": GENERATOR_VERSION, "params": params})
 
     def describe(self) -> dict[str, Any]:
         return {

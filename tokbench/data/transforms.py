@@ -54,8 +54,56 @@ def squash(image: Image.Image, size: int) -> Image.Image:
     return _rgb(image).resize((size, size), resample=Image.Resampling.BICUBIC)
 
 
+# ---- the evaluation transforms of published protocols, pixel-exact ------------------
+# torchvision's Resize on a PIL image is PIL's resize; its int-size form truncates the
+# longer side and CenterCrop rounds the offset. Reproduced here without torchvision.
+
+
+def _torchvision_resize_shorter(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    width, height = image.size
+    if width <= height:
+        new_size = (size, int(size * height / width))
+    else:
+        new_size = (int(size * width / height), size)
+    return image.resize(new_size, resample=resample)
+
+
+def _torchvision_center_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def squash_bilinear(image: Image.Image, size: int) -> Image.Image:
+    """torchvision ``Resize((size, size))`` on PIL (BILINEAR): VTP's zero-shot preprocessing."""
+    _check_size(size)
+    return _rgb(image).resize((size, size), resample=Image.Resampling.BILINEAR)
+
+
+def clip_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """torchvision ``Resize(size, BICUBIC)`` + ``CenterCrop(size)``: OpenCLIP's eval transform."""
+    _check_size(size)
+    return _torchvision_center_crop(_torchvision_resize_shorter(_rgb(image), size, Image.Resampling.BICUBIC), size)
+
+
+#: DINOv2 / MAE / timm evaluate at 224 after resizing the shorter side to 256.
+EVAL_CROP_FRACTION = 0.875
+
+
+def center_crop_0875(image: Image.Image, size: int) -> Image.Image:
+    """torchvision ``Resize(round(size / 0.875), BICUBIC)`` + ``CenterCrop(size)``: the
+    DINOv2 and MAE linear-probe eval transform (256 -> 224 at ImageNet scale)."""
+    _check_size(size)
+    resize_to = int(round(size / EVAL_CROP_FRACTION))
+    return _torchvision_center_crop(_torchvision_resize_shorter(_rgb(image), resize_to, Image.Resampling.BICUBIC), size)
+
+
 CROP_FUNCTIONS: dict[str, Callable[[Image.Image, int], Image.Image]] = {
     "adm": adm_center_crop,
     "resize-center": resize_center_crop,
     "squash": squash,
+    "squash-bilinear": squash_bilinear,
+    "clip": clip_center_crop,
+    "center-0.875": center_crop_0875,
 }

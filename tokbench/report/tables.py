@@ -10,7 +10,10 @@ import math
 from typing import Any, Iterable
 
 #: preferred column order and direction (True: higher is better)
-METRIC_ORDER: dict[str, bool] = {"rfid": False, "kid": False, "psnr": True, "ssim": True, "lpips": False}
+METRIC_ORDER: dict[str, bool] = {
+    "rfid": False, "kid": False, "psnr": True, "ssim": True, "lpips": False,
+    "top1": True, "top5": True, "top1_best_on_val": True,
+}
 
 
 def results_frame(records: Iterable[dict[str, Any]], suite: str | None = None):

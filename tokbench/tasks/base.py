@@ -25,6 +25,9 @@ class TaskContext:
     dataset: Any
     dataset_name: str
     unit_key: str
+    #: the task's ``train_dataset`` (tasks registered with ``train_dataset="required"``/"optional")
+    train_dataset: Any = None
+    train_dataset_name: str | None = None
 
 
 @dataclass

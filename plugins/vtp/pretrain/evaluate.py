@@ -13,32 +13,26 @@ rising); the benchmark-grade protocols are the tokbench tasks."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from tokbench.data.loader import load_images
-from tokbench.data.shapes import CLASSNAMES as SHAPE_NAMES
-from tokbench.data.shapes import COLOURS, ShapesDataset
+from tokbench.data.shapes import COLOUR_TEMPLATES, ZERO_SHOT_TEMPLATES, ShapesDataset
 from tokbench.metrics.image_quality import mean_psnr, psnr_uint8, to_uint8
+from tokbench.understanding.zero_shot import LOGIT_SCALE, build_classifier
 from tokbench_vtp.model.vtp import VTPModel, imagenet_denormalize, imagenet_normalize
 
-#: prompt templates for the shapes classes (the dataset's captions read "a red circle on ...")
-#: Prompts in the captions' own words (a tiny text tower knows no others): a shape class is
-#: "a {shape}" plus "a {colour} {shape}" for every colour; a colour class is "a {colour} {shape}"
-#: for every shape (the prompt ensemble marginalises the other attribute).
-SHAPES_TEMPLATES = ("a {}",) + tuple(f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {{}}" for colour in COLOURS)
-COLOUR_TEMPLATES = tuple(f"a {{}} {shape}" for shape in SHAPE_NAMES)
 #: held-out images come from the 'val' split (never trained on); seed offset as the VAE plugin uses
 HOLDOUT_SEED_OFFSET = 1
 
 
 class ShapesProbe:
     def __init__(self, resolution: int, num_images: int = 240, seed: int = 0, batch_size: int = 60, device="cpu"):
-        dataset = ShapesDataset(split="val", num_images=num_images, resolution=resolution, seed=seed + HOLDOUT_SEED_OFFSET)
+        options = dict(split="val", num_images=num_images, resolution=resolution, seed=seed + HOLDOUT_SEED_OFFSET)
+        dataset, by_colour = ShapesDataset(**options), ShapesDataset(**options, labels="colour")
         self.images = load_images(dataset, range(num_images))
         self.labels = torch.as_tensor(dataset.labels())
         self.classnames = list(dataset.classnames)
-        self.colour_names = list(COLOURS)
-        self.colour_labels = torch.as_tensor([self.colour_names.index(dataset.spec(i).colour) for i in range(num_images)])
+        self.colour_names = list(by_colour.classnames)
+        self.colour_labels = torch.as_tensor(by_colour.labels())
         self.batch_size = batch_size
         self.device = torch.device(device)
 
@@ -52,11 +46,11 @@ class ShapesProbe:
                 for chunk in pixels
             ])
             for key, names, templates, labels in (
-                ("zero_shot_top1", self.classnames, SHAPES_TEMPLATES, self.labels),
+                ("zero_shot_top1", self.classnames, ZERO_SHOT_TEMPLATES, self.labels),
                 ("zero_shot_colour_top1", self.colour_names, COLOUR_TEMPLATES, self.colour_labels),
             ):
-                classifier = zero_shot_classifier(model, names, templates, self.device)
-                predictions = (100.0 * features @ classifier).argmax(dim=-1).cpu()
+                classifier = build_classifier(_TextTower(model), names, templates)
+                predictions = (LOGIT_SCALE * features @ classifier).argmax(dim=-1).cpu()
                 metrics[key] = float((predictions == labels).float().mean())
             metrics["chance"] = 1 / len(self.classnames)
             metrics["colour_chance"] = 1 / len(self.colour_names)
@@ -71,13 +65,16 @@ class ShapesProbe:
         return metrics
 
 
-def zero_shot_classifier(model: VTPModel, classnames, templates, device) -> torch.Tensor:
-    """(E, classes): per class, the re-normalised mean of its normalised prompt embeddings."""
-    from tokbench_vtp.text_tokenizer import tokenize
+class _TextTower:
+    """The model's text path in the shape ``build_classifier`` reads (tokenize, text_features)."""
 
-    columns = []
-    for name in classnames:
-        tokens = tokenize([t.format(name) for t in templates], model.arch.text_context_length).to(device)
-        embedding = model.get_clip_text_feature(tokens).float().mean(dim=0)
-        columns.append(F.normalize(embedding, dim=-1))
-    return torch.stack(columns, dim=1)
+    def __init__(self, model: VTPModel):
+        self.model = model
+
+    def tokenize(self, texts):
+        from tokbench_vtp.text_tokenizer import tokenize
+
+        return tokenize(texts, self.model.arch.text_context_length)
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.get_clip_text_feature(tokens.to(self.model.logit_scale.device)).float()

@@ -333,3 +333,30 @@ def test_registry_lists_vtp_with_its_capabilities():
     assert entry.capabilities == {Capability.ENCODE, Capability.DECODE, Capability.IMAGE_FEATURES, Capability.TEXT}
     assert resolve(entry.factory) is build_vtp and resolve(entry.params) is VTPParams
     assert "VTP" in entry.description
+
+
+def test_zero_shot_classifier_equals_open_clips_builder_on_the_official_text_path(tokenizer):
+    """tokbench's classifier over the Tokenizer API == open_clip.build_zero_shot_classifier
+    driving the official ``get_clip_text_feature`` through an ``encode_text`` facade."""
+    from open_clip import build_zero_shot_classifier
+
+    from tokbench.understanding.prompts import imagenet_classnames, template_set
+    from tokbench.understanding.zero_shot import build_classifier
+    from tokbench_vtp.text_tokenizer import tokenize
+
+    class Facade(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def encode_text(self, text, normalize=False):
+            return self.model.get_clip_text_feature(text, normalize=normalize)
+
+    classnames, templates = list(imagenet_classnames()[:12]), template_set("openai")
+    ours = build_classifier(tokenizer, classnames, templates, classes_per_batch=5)
+    theirs = build_zero_shot_classifier(
+        Facade(tokenizer.model), lambda texts: tokenize(texts, MICRO.text_context_length), classnames, templates,
+        num_classes_per_batch=10,
+    )
+    assert ours.shape == (MICRO.clip_dim, 12)
+    torch.testing.assert_close(ours, theirs.float(), rtol=1e-5, atol=1e-6)
