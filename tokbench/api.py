@@ -74,6 +74,9 @@ class Tokenizer:
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.ENCODE, Capability.DECODE})
     #: Resolution the tokenizer was trained at; tasks resize to it unless told otherwise.
     native_resolution: int = 256
+    #: Compute spent producing these weights (FLOPs), when known; recorded with every result
+    #: and used by the leaderboard's scaling plots (gFID vs tokenizer pretraining compute).
+    training_flops: float | None = None
 
     # ---- required -------------------------------------------------------
     def latent_spec(self, image_size: int) -> LatentSpec:

@@ -60,5 +60,12 @@ def tokbench_register_tasks(register):
 
 @hookimpl
 def tokbench_register_exporters(register):
-    for name in ("markdown", "csv", "json"):
-        register(name, exporter=f"tokbench.report.tables:export_{name}", description=f"results table as {name}")
+    exporters = {
+        "markdown": ("text", "leaderboard tables as GitHub Markdown (best bold, second italic)"),
+        "latex": ("text", "leaderboard tables as LaTeX (booktabs, escaped; best bold, second underlined)"),
+        "csv": ("data", "every result x metric at full precision with provenance (long format)"),
+        "json": ("data", "the tables and every result at full precision with provenance"),
+        "html": ("html", "a self-contained static HTML leaderboard (sortable, provenance, plots)"),
+    }
+    for name, (module, description) in exporters.items():
+        register(name, exporter=f"tokbench.report.exporters.{module}:export_{name}", description=description)

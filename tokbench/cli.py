@@ -135,25 +135,35 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
 
     outcomes = launch(plan, run_dir, store, resolved.launcher, report=report, progress=not no_progress)
     click.echo(f"run {run_dir.name} finished in {time.time() - started:.1f}s")
-    _print_results(store, [u.key for u in plan.units])
+    _print_results(store, [u.key for u in plan.units], resolved)
     failed = [o for o in outcomes if o.status in ("failed", "skipped")]
     if failed:
         click.secho(f"{len(failed)} unit(s) did not complete; logs: {run_dir / 'units'}", fg="red", err=True)
         sys.exit(1)
 
 
-def _print_results(store, keys: list[str]) -> None:
-    from tokbench.report.tables import export_markdown, results_frame
+def _print_results(store, keys: list[str], suite) -> None:
+    """The run's tables on stdout, then its leaderboard (every format, plots) on disk."""
+    from tokbench.report.exporters.text import markdown_table
+    from tokbench.report.report import build_report, write_leaderboard
+    from tokbench.report.tables import ComparabilityError
 
     records = [store.get_result(k) for k in keys if store.has_result(k)]
-    by_task: dict[str, list] = {}
-    for record in records:
-        if record.get("type") == "result":
-            by_task.setdefault(record["task"]["name"], []).append(record)
-    for index, name in enumerate(sorted(by_task)):  # one table per task: only its own metric columns
-        click.echo(("\n" if index else "") + export_markdown(results_frame(by_task[name])))
+    try:
+        report = build_report(records, specs=suite.report.tables, title=f"tokbench leaderboard: {suite.name}",
+                              store=store, plots=suite.report.plots)
+    except ComparabilityError as error:  # the units of one plan share protocols; a custom table may not
+        click.secho(str(error), fg="yellow", err=True)
+        return
+    for index, table in enumerate(report.tables):
+        click.echo(("\n" if index else "") + markdown_table(table))
     for note in _unavailable_notes(records):
         click.echo(note)
+    if report.tables:
+        written = write_leaderboard(report, store.root / "leaderboards" / suite.name, suite.report.formats)
+        where = written.get("html") or next(iter(written.values()))
+        click.echo(f"leaderboard: {where} ({', '.join(sorted(k for k in written if not k.startswith('plot:')))}"
+                   f"{f', {len(report.plots)} plots' if report.plots else ''})")
 
 
 def _unavailable_notes(records) -> list[str]:
@@ -192,25 +202,73 @@ def status(store_root: str | None, run_name: str | None) -> None:
 # ---- export ------------------------------------------------------------------------
 
 
+def _suite_tables(store, suite_name: str | None):
+    """The table specs of the latest run of ``suite_name`` (None: the default tables)."""
+    if suite_name is None:
+        return None
+    import yaml
+
+    runs = sorted((store.root / "runs").glob(f"*-{suite_name}-*/suite.resolved.yaml"))
+    if not runs:
+        return None
+    from tokbench.config import ReportConfig
+
+    data = yaml.safe_load(runs[-1].read_text()) or {}
+    return ReportConfig.model_validate(data.get("report") or {}).tables
+
+
+_mixing_option = click.option("--allow-mixing", is_flag=True,
+                              help="merge results of different protocols/evaluators in one column, with footnotes")
+
+
 @cli.command()
 @click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
-@click.option("--format", "fmt", default="markdown", show_default=True, help="exporter name (see `tokbench plugins`)")
-@click.option("--suite", "suite_name", help="only results of this suite name")
+@click.option("--format", "fmt", default="markdown", show_default=True,
+              help="exporter: markdown, latex, csv, json, html (and any a plugin adds; see `tokbench plugins`)")
+@click.option("--suite", "suite_name", help="only results of this suite name (and its report tables)")
 @click.option("--output", "-O", type=click.Path(dir_okay=False), help="write to a file instead of stdout")
-def export(store_root: str | None, fmt: str, suite_name: str | None, output: str | None) -> None:
-    """Export the results in the store as a table."""
+@_mixing_option
+def export(store_root: str | None, fmt: str, suite_name: str | None, output: str | None, allow_mixing: bool) -> None:
+    """Export the results in the store as leaderboard tables (refuses to mix protocols)."""
     from tokbench.plugins import get_registry, resolve
-    from tokbench.report.tables import results_frame
+    from tokbench.report.report import build_report
     from tokbench.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     exporter = resolve(get_registry().get("exporters", fmt).exporter)
-    text = exporter(results_frame(store.results(), suite=suite_name))
+    report = build_report(store.results(), suite=suite_name, specs=_suite_tables(store, suite_name),
+                          allow_mixing=allow_mixing, store=store, plots=fmt == "html",
+                          title=f"tokbench leaderboard: {suite_name}" if suite_name else None)
+    text = exporter(report)
     if output:
-        Path(output).write_text(text + "\n")
+        Path(output).write_text(text if text.endswith("\n") else text + "\n")
         click.echo(f"wrote {output}")
     else:
         click.echo(text.rstrip("\n"))
+
+
+@cli.command()
+@click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
+@click.option("--suite", "suite_name", help="only results of this suite name (and its report tables)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder (default: <store>/leaderboards/<suite|all>)")
+@_mixing_option
+def report(store_root: str | None, suite_name: str | None, out_dir: str | None, allow_mixing: bool) -> None:
+    """Write the full leaderboard: Markdown, LaTeX, CSV, JSON, HTML and the plots."""
+    from tokbench.report.report import build_report, write_leaderboard
+    from tokbench.store import Store, default_store_root
+
+    store = Store(store_root or default_store_root())
+    built = build_report(store.results(), suite=suite_name, specs=_suite_tables(store, suite_name),
+                         allow_mixing=allow_mixing, store=store, plots=True,
+                         title=f"tokbench leaderboard: {suite_name}" if suite_name else None)
+    if not built.tables:
+        raise TokbenchError(f"no results{f' of suite {suite_name!r}' if suite_name else ''} in the store at {store.root}")
+    directory = Path(out_dir) if out_dir else store.root / "leaderboards" / (suite_name or "all")
+    written = write_leaderboard(built, directory)
+    for name, path in written.items():
+        click.echo(f"{name:28s} {path}")
+    for name, why in built.skipped_plots.items():
+        click.echo(f"plot {name} not drawn: {why}")
 
 
 # ---- store maintenance --------------------------------------------------------------

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from tokbench.errors import SuiteError
 from tokbench.hashing import content_key
 from tokbench.plugins import Registry, get_registry, resolve
+from tokbench.report.tables import TableSpec
 from tokbench.suggest import did_you_mean, unknown_choice
 
 
@@ -64,7 +65,12 @@ class TaskConfig(_Strict):
 
 
 class ReportConfig(_Strict):
-    formats: list[Literal["markdown", "csv", "json"]] = Field(default_factory=lambda: ["markdown"])
+    formats: list[str] = Field(
+        default_factory=lambda: ["markdown", "latex", "csv", "json", "html"],
+        description="exporters written to <store>/leaderboards/<suite>/ after a run (see `tokbench plugins`)",
+    )
+    tables: list[TableSpec] | None = Field(None, description="leaderboard tables (default: one per task)")
+    plots: bool = Field(True, description="draw the plots the results allow (PNG + SVG, and in the HTML)")
 
 
 class Suite(_Strict):
@@ -337,7 +343,17 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
                 f"{source}: {where}.tokenizers: no tokenizer in this suite has "
                 f"{', '.join(sorted(c.value for c in requires))}, needed by task {task.kind!r}"
             )
+    for i, fmt in enumerate(suite.report.formats):
+        if fmt not in registry.exporters:
+            problems.append(f"{source}: report.formats.{i}: {unknown_choice('exporter', fmt, registry.exporters)}")
     names = [t.display_name for t in suite.tasks]
+    for t, table in enumerate(suite.report.tables or []):
+        for c, column in enumerate(table.columns or []):
+            if column.task not in names:
+                problems.append(f"{source}: report.tables.{t}.columns.{c}.task: {unknown_choice('task', column.task, names)}")
+        for k, task_name in enumerate(table.tasks or []):
+            if task_name not in names:
+                problems.append(f"{source}: report.tables.{t}.tasks.{k}: {unknown_choice('task', task_name, names)}")
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{source}: tasks: two tasks are named {duplicate!r}; give each a unique 'name'")
 

@@ -160,6 +160,8 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         "fingerprint": fingerprint,
         "identity": plan.identities.get("tokenizers", {}).get(unit.tokenizer),
     }
+    if getattr(tokenizer, "training_flops", None):
+        tokenizer_record["training_flops"] = float(tokenizer.training_flops)
     base = {
         "label": unit.label,
         "suite": {"name": suite.name, "digest": plan.suite_digest, "run": run_dir.name},

@@ -323,6 +323,7 @@ def build_vtp(params: VTPParams | dict, context=None) -> VTPTokenizer:
         tokenizer = VTPTokenizer(
             model, params, source=f"recipe:{params.recipe}", native_resolution=recipe.crops.image_size
         )
+        tokenizer.training_flops = recipe.training_flops()["total"] * recipe.steps  # stage 1 (the encoder)
     if params.latent_stats is not None:
         tokenizer.latent_normalization()  # fail now, not in the middle of a generation run
     if context is not None:

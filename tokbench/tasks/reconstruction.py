@@ -19,6 +19,9 @@ from tokbench.tasks.base import Task, TaskContext, TaskOutput
 from tokbench.tasks.reconstruction_params import ReconstructionParams
 
 
+PREVIEW_IMAGES = 8
+
+
 class ReconstructionTask(Task):
     protocol_version = "rfid-v1"
     params: ReconstructionParams
@@ -163,12 +166,16 @@ class ReconstructionTask(Task):
 
         device = ctx.build.device
         columns: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "lpips": [], "features": []}
+        preview: dict[str, list[np.ndarray]] = {"originals": [], "reconstructions": []}
         for images, _, _ in iterate_batches(ctx.dataset, self.params.batch_size, indices=ids):
             images = images.to(device)
             originals = images.float().div(255)
             with torch.no_grad():
                 recon = ctx.tokenizer.reconstruct(originals.to(ctx.tokenizer.dtype)).float()
             recon_u8 = to_uint8(recon, rounding=self.params.rounding)
+            if ids[0] == 0 and sum(len(p) for p in preview["originals"]) < PREVIEW_IMAGES:
+                preview["originals"].append(images[:PREVIEW_IMAGES].permute(0, 2, 3, 1).cpu().numpy())
+                preview["reconstructions"].append(recon_u8[:PREVIEW_IMAGES].permute(0, 2, 3, 1).cpu().numpy())
             columns["psnr"].append(psnr_uint8(images, recon_u8).cpu().numpy())
             columns["ssim"].append(ssim(originals, recon_u8.float().div(255)).cpu().numpy())
             if lpips_fn is not None:
@@ -179,6 +186,10 @@ class ReconstructionTask(Task):
         for name, values in columns.items():
             if values:
                 np.save(out / f"{name}.npy", np.concatenate(values).astype(np.float64))
+        if preview["originals"]:  # the first images and their reconstructions, for the leaderboard's grid
+            from tokbench.report.plots import PREVIEW_FILE
+
+            np.savez(out / PREVIEW_FILE, **{k: np.concatenate(v)[:PREVIEW_IMAGES] for k, v in preview.items()})
 
 
 def _key(inputs: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Leaderboard exporters: each takes a ``Report`` and returns the file's text."""

@@ -1,0 +1,76 @@
+"""A report: the long frame, the tables built from it and the plots beside them.
+
+Exporters (registered through ``tokbench_register_exporters``) take a ``Report`` and
+return text; ``write_leaderboard`` writes every format and the plots into a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from tokbench.report.tables import Table, TableSpec, build_tables
+
+
+@dataclass
+class Plot:
+    name: str
+    title: str
+    png: bytes
+    svg: bytes
+    caption: str = ""
+
+
+@dataclass
+class Report:
+    title: str
+    frame: Any  # the long pandas frame
+    tables: list[Table]
+    plots: list[Plot] = field(default_factory=list)
+    skipped_plots: dict[str, str] = field(default_factory=dict)  # name -> why not drawn
+    allow_mixing: bool = False
+
+
+def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None, specs: list[TableSpec] | None = None,
+                 allow_mixing: bool = False, title: str | None = None, store=None, plots: bool = False) -> Report:
+    from tokbench.report.frame import long_frame
+
+    records = list(records)
+    frame = long_frame(records, suite=suite)
+    tables = build_tables(frame, specs, allow_mixing) if len(frame) else []
+    report = Report(title or (f"tokbench leaderboard: {suite}" if suite else "tokbench leaderboard"), frame, tables,
+                    allow_mixing=allow_mixing)
+    if plots:
+        from tokbench.report.plots import draw_plots
+
+        selected = [r for r in records if suite is None or r.get("suite", {}).get("name") == suite]
+        report.plots, report.skipped_plots = draw_plots(selected, frame, store)
+    return report
+
+
+#: format -> file name in a leaderboard folder
+FILES = {"markdown": "leaderboard.md", "latex": "leaderboard.tex", "csv": "results.csv", "json": "results.json",
+         "html": "index.html"}
+
+
+def write_leaderboard(report: Report, directory: Path, formats: Iterable[str] = tuple(FILES)) -> dict[str, Path]:
+    """Every format (and the plots as PNG and SVG) into ``directory``; returns what was written."""
+    from tokbench.plugins import get_registry, resolve
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    registry = get_registry()
+    for fmt in formats:
+        exporter = resolve(registry.get("exporters", fmt).exporter)
+        path = directory / FILES.get(fmt, f"leaderboard.{fmt}")
+        path.write_text(exporter(report))
+        written[fmt] = path
+    if report.plots:
+        (directory / "plots").mkdir(exist_ok=True)
+        for plot in report.plots:
+            for suffix, data in (("png", plot.png), ("svg", plot.svg)):
+                path = directory / "plots" / f"{plot.name}.{suffix}"
+                path.write_bytes(data)
+                written[f"plot:{plot.name}.{suffix}"] = path
+    return written
