@@ -25,11 +25,16 @@ def make_dist(root, name, version, module_source):
 def test_in_repo_plugins_register_through_entry_points():
     result = run_cli("plugins", "--json")
     assert result.returncode == 0, result.stderr
-    plugins = {p["name"]: p for p in json.loads(result.stdout)}
-    assert plugins["builtin"]["status"] == "ok"
+    listing = json.loads(result.stdout)
+    assert listing["plugin_api"] == 1
+    plugins = {p["name"]: p for p in listing["plugins"]}
+    assert plugins["builtin"]["status"] == "ok" and plugins["builtin"]["source"] == "built in"
     assert plugins["vae"]["status"] == "ok", plugins["vae"]["error"]
-    assert "tokenizer:vae" in plugins["vae"]["registered"]
+    assert "tokenizer:vae [decode, encode]" in plugins["vae"]["registered"]
+    assert "task:zero_shot (needs image_features, text)" in plugins["builtin"]["registered"]
     assert plugins["vae"]["module"] == "tokbench_vae.plugin"
+    assert plugins["vae"]["source"].startswith("entry point tokbench_vae.plugin from tokbench ")
+    assert plugins["vae"]["source"].endswith("(in-repo plugin)")
 
 
 def test_broken_plugin_is_reported_and_never_breaks_other_commands(tmp_path):
@@ -47,10 +52,10 @@ def test_broken_plugin_is_reported_and_never_breaks_other_commands(tmp_path):
     env = {"PYTHONPATH": str(tmp_path)}
     listing = run_cli("plugins", env=env)
     assert listing.returncode == 0, listing.stderr
-    assert "brokenplug 1.2.3 (brokenplug): error" in listing.stdout
+    assert "brokenplug 1.2.3 [entry point brokenplug from brokenplug 1.2.3]: error" in listing.stdout
     assert "ImportError: needs libfoo" in listing.stdout
-    assert "goodplug 0.4.0 (goodplug): ok" in listing.stdout
-    assert "tokenizer:extra" in listing.stdout
+    assert "goodplug 0.4.0 [entry point goodplug from goodplug 0.4.0]: ok" in listing.stdout
+    assert "tokenizer:extra [decode, encode]" in listing.stdout
     validated = run_cli("validate", str(REPO / "suites" / "quickstart.yaml"), env=env)
     assert validated.returncode == 0, validated.stderr
 

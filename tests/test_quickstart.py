@@ -40,7 +40,11 @@ def test_quickstart_runs_and_reruns_for_free(tmp_path):
         assert metrics["lpips"] is None
     # trained, not random: an untrained decoder stays far below this
     assert vae["psnr"] > 16 and vtp["psnr"] > 16
-    assert "rfid ↓" in first.stdout and "VAE tiny (trained here)" in first.stdout
+    assert "rFID ↓" in first.stdout and "VAE tiny (trained here)" in first.stdout
+    leaderboard = store / "leaderboards" / "quickstart"
+    assert f"leaderboard: {leaderboard / 'index.html'}" in first.stdout
+    assert (leaderboard / "plots" / "reconstruction_grid.png").is_file()
+    assert "Quickstart: reconstruction and understanding" in (leaderboard / "leaderboard.md").read_text()
     # understanding: every number above chance (the most frequent colour's share, ~1/12)
     understanding = [by_task["zero_shot"]["vtp-tiny"], *by_task["probe-latent"].values(), by_task["probe-dinov2"]["vtp-tiny"]]
     for record in understanding:

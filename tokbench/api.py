@@ -17,6 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+#: The plugin interface version. A plugin module may declare ``TOKBENCH_PLUGIN_API = N``; a
+#: different N is refused at load time with both versions named. Bump on breaking changes to
+#: the hooks, ``Tokenizer`` or the task/dataset contracts.
+PLUGIN_API_VERSION = 1
+
+
 class Capability(str, enum.Enum):
     """What a tokenizer can do; tasks declare which ones they need."""
 
@@ -121,20 +127,25 @@ class Tokenizer:
             module.eval()
         return self
 
+    def _tensors(self):
+        """Parameters, then buffers (a weight-free codec may hold its basis as a buffer)."""
+        for module in self.modules():
+            yield from module.parameters()
+        for module in self.modules():
+            yield from (b for b in module.buffers() if b.is_floating_point())
+
     @property
     def device(self) -> "torch.device":
-        for module in self.modules():
-            for p in module.parameters():
-                return p.device
+        for tensor in self._tensors():
+            return tensor.device
         import torch
 
         return torch.device("cpu")
 
     @property
     def dtype(self) -> "torch.dtype":
-        for module in self.modules():
-            for p in module.parameters():
-                return p.dtype
+        for tensor in self._tensors():
+            return tensor.dtype
         import torch
 
         return torch.float32

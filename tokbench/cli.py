@@ -73,21 +73,57 @@ def plugins(as_json: bool) -> None:
     """List installed plugins, what they register, and any that failed to load."""
     from tokbench.plugins import get_registry
 
+    from tokbench.api import PLUGIN_API_VERSION
+
     registry = get_registry()
+
+    def describe(item: str) -> str:
+        kind, _, name = item.partition(":")
+        if kind == "tokenizer" and name in registry.tokenizers:
+            return f"{item} [{', '.join(sorted(c.value for c in registry.tokenizers[name].capabilities))}]"
+        if kind == "task" and name in registry.tasks:
+            needs = sorted(c.value for c in registry.tasks[name].requires)
+            return f"{item} (needs {', '.join(needs)})" if needs else item
+        return item
+
     rows = [
-        {"name": p.name, "version": p.version, "module": p.module, "status": "error" if p.error else "ok",
-         "error": p.error, "registered": p.registered}
+        {"name": p.name, "version": p.version, "module": p.module, "source": p.source,
+         "status": "error" if p.error else "ok", "error": p.error, "registered": [describe(r) for r in p.registered]}
         for p in registry.plugins
     ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"plugin_api": PLUGIN_API_VERSION, "plugins": rows}, indent=2))
         return
+    click.echo(f"tokbench plugin API {PLUGIN_API_VERSION}")
     for row in rows:
-        click.echo(f"{row['name']} {row['version']} ({row['module']}): {row['status']}")
+        click.echo(f"{row['name']} {row['version']} [{row['source']}]: {row['status']}")
         if row["error"]:
             click.secho(f"    {row['error']}", fg="red")
         for item in row["registered"]:
             click.echo(f"    {item}")
+
+
+@cli.group()
+def plugin() -> None:
+    """Write your own plugin."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="where to create tokbench-NAME/")
+@click.option("--force", is_flag=True, help="write into an existing, non-empty folder")
+def plugin_new(name: str, directory: str, force: bool) -> None:
+    """Scaffold an installable tokenizer plugin package tokbench-NAME (see docs/write-a-plugin.md)."""
+    from tokbench.scaffold import scaffold
+
+    written = scaffold(name, directory, force=force)
+    root = written[0].parent
+    click.echo(f"created {root}")
+    for path in written:
+        click.echo(f"  {path.relative_to(root)}")
+    click.echo(f"next: pip install -e {root} && tokbench plugins && python -m pytest {root / 'tests'} "
+               f"&& tokbench run {root / 'suites' / (name + '.yaml')}")
 
 
 # ---- run / status ------------------------------------------------------------------

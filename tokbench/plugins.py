@@ -86,6 +86,8 @@ class PluginInfo:
     version: str
     error: str | None = None
     registered: list[str] = field(default_factory=list)
+    #: where it comes from: "built in", or "entry point <module> from <distribution> <version>"
+    source: str = ""
 
 
 def resolve(target: str) -> Any:
@@ -131,6 +133,7 @@ class Registry:
         """Register ``module`` and run its registration hooks, isolating failures."""
         snapshot = {kind: dict(getattr(self, kind)) for kind in _ENTRY_BUILDERS}
         try:
+            _check_api_version(module)
             self.manager.register(module, name=info.name)
             self.manager.check_pending()
             hooks = {
@@ -167,6 +170,17 @@ class Registry:
         return [p for p in self.plugins if p.error]
 
 
+def _check_api_version(module: Any) -> None:
+    from tokbench.api import PLUGIN_API_VERSION
+
+    declared = getattr(module, "TOKBENCH_PLUGIN_API", None)
+    if declared is not None and declared != PLUGIN_API_VERSION:
+        raise PluginError(
+            f"built for tokbench plugin API {declared}, but this tokbench provides API {PLUGIN_API_VERSION}; "
+            f"install a release of the plugin for API {PLUGIN_API_VERSION}, or a tokbench that provides API {declared}"
+        )
+
+
 def _capabilities(values: Any) -> frozenset[Capability]:
     return frozenset(Capability(v) for v in (values or ()))
 
@@ -199,12 +213,15 @@ def build_registry() -> Registry:
     registry = Registry()
     from tokbench import builtin
 
-    registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PLUGIN, _own_version()))
+    registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PLUGIN, _own_version(), source="built in"))
     for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         if not _selected(entry_point.name):
             continue
         version = entry_point.dist.version if entry_point.dist else "unknown"
-        info = PluginInfo(entry_point.name, entry_point.value, version)
+        distribution = f"{entry_point.dist.name} {version}" if entry_point.dist else "an unknown distribution"
+        in_repo = entry_point.dist is not None and entry_point.dist.name == "tokbench"
+        source = f"entry point {entry_point.value} from {distribution}" + (" (in-repo plugin)" if in_repo else "")
+        info = PluginInfo(entry_point.name, entry_point.value, version, source=source)
         try:
             module = entry_point.load()
         except Exception as error:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from tokbench.hookspecs import hookimpl
 
+#: the tokbench plugin API this plugin implements
+TOKBENCH_PLUGIN_API = 1
+
 
 # ---- tokenizer family ----------------------------------------------------------------------
 @hookimpl

@@ -1,0 +1,1 @@
+"""Downsample + JPEG baseline tokenizer for tokbench."""
