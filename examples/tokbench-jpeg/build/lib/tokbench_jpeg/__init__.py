@@ -1,1 +1,0 @@
-"""Downsample + JPEG baseline tokenizer for tokbench."""
