@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -68,7 +69,8 @@ def test_scaffolded_plugin_from_nothing_to_the_leaderboard(tmp_path):
 
 
 def test_example_external_plugin(tmp_path):
-    package = REPO / "examples" / "tokbench-jpeg"
+    package = tmp_path / "tokbench-jpeg"  # a copy: building must not litter the repository
+    shutil.copytree(REPO / "examples" / "tokbench-jpeg", package, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     env = install(package, tmp_path / "site")
     listed = run_cli("plugins", env=env)
     assert "jpeg 0.1.0 [entry point tokbench_jpeg.plugin from tokbench-jpeg 0.1.0]: ok" in listed.stdout

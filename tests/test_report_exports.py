@@ -122,3 +122,27 @@ def test_suite_report_section_is_validated():
         "s.yaml: report.tables.0.columns.0.task: unknown task 'recon'; allowed: reconstruction",
         "s.yaml: report.tables.1.tasks.1: unknown task 'zero_shot'; allowed: reconstruction",
     ]
+
+
+def test_column_and_row_groups_in_every_renderer():
+    from tokbench.report.exporters.html import html_table
+    from tokbench.report.exporters.text import latex_table, markdown_table
+
+    frame = long_frame(golden_records())
+    spec = TableSpec(name="overview", title="Overview", group_rows_by="plugin", columns=[
+        ColumnSpec(task="reconstruction", metric="rfid"), ColumnSpec(task="reconstruction", metric="psnr"),
+        ColumnSpec(task="probe", metric="top1")])
+    table = build_table(frame, spec)
+    assert table.rows == ["bicubic f4 & co_1", "VAE tiny", "VTP tiny"]  # resample < vae < vtp
+    assert table.row_groups == ["resample", "vae", "vtp"]
+    assert table.column_groups() == [("reconstruction", 2), ("probe", 1)]
+    latex = latex_table(table)
+    assert r"\multicolumn{2}{c}{reconstruction} & \multicolumn{1}{c}{probe} \\" in latex
+    assert r"\cmidrule(lr){2-3} \cmidrule(lr){4-4}" in latex
+    assert r"Tokenizer & rFID $\downarrow$ & PSNR (dB) $\uparrow$ & top-1 (\%) $\uparrow$ \\" in latex
+    assert r"\multicolumn{4}{l}{\textit{vae}} \\" in latex
+    markdown = markdown_table(table)
+    assert "| reconstruction: rFID ↓" in markdown and "| **vae**" in markdown
+    html = html_table(table)
+    assert '<th class="group" colspan="2">reconstruction</th>' in html
+    assert '<tr class="row-group"><th colspan="4">vtp</th></tr>' in html

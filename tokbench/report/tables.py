@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,7 @@ class TableSpec(BaseModel):
     columns: list[ColumnSpec] | None = Field(None, description="default: every metric of `tasks`")
     tasks: list[str] | None = Field(None, description="with columns unset: the tasks to show (default: all)")
     highlight: bool = Field(True, description="mark the best and second-best value of each column")
+    group_rows_by: Literal["plugin"] | None = Field(None, description="group rows, e.g. by tokenizer family (plugin)")
 
 
 @dataclass
@@ -74,14 +75,24 @@ class Column:
     task: str
     dataset: str
     metric: str
-    label: str
+    label: str  # the metric's label, or the spec's
     info: MetricInfo
     protocol: str
     evaluator_id: str
+    #: the task (and dataset) this column belongs to, when the table spans several
+    group: str = ""
+    explicit_label: bool = False
+
+    @property
+    def short_header(self) -> str:
+        """Under a group header row (LaTeX, HTML)."""
+        return f"{self.label} {self.info.arrow}".rstrip()
 
     @property
     def header(self) -> str:
-        return f"{self.label} {self.info.arrow}".rstrip()
+        """One-line header (Markdown): the group is spelled out unless the spec named the column."""
+        prefix = f"{self.group}: " if self.group and not self.explicit_label else ""
+        return f"{prefix}{self.short_header}"
 
 
 @dataclass
@@ -93,19 +104,38 @@ class Table:
     cells: dict[tuple[int, int], Cell]
     footnotes: dict[str, str]  # mark -> text
     highlight: bool = True
+    row_groups: list[str] | None = None  # group of each row, when grouped
 
     def cell(self, row: int, column: int) -> Cell:
         return self.cells.get((row, column)) or Cell(None)
+
+    def column_groups(self) -> list[tuple[str, int]]:
+        """(group, span) of consecutive columns; empty when the table has no groups."""
+        if not any(c.group for c in self.columns):
+            return []
+        spans: list[tuple[str, int]] = []
+        for column in self.columns:
+            if spans and spans[-1][0] == column.group:
+                spans[-1] = (column.group, spans[-1][1] + 1)
+            else:
+                spans.append((column.group, 1))
+        return spans
+
+    def group_starts(self) -> dict[int, str]:
+        """Row index -> group name, at the first row of each row group."""
+        if not self.row_groups:
+            return {}
+        return {r: g for r, g in enumerate(self.row_groups) if r == 0 or self.row_groups[r - 1] != g}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "title": self.title,
-            "columns": [{"task": c.task, "dataset": c.dataset, "metric": c.metric, "label": c.label,
+            "columns": [{"task": c.task, "dataset": c.dataset, "metric": c.metric, "label": c.label, "group": c.group,
                          "higher_is_better": c.info.higher_is_better, "scale": c.info.scale,
                          "protocol": c.protocol, "evaluator_id": c.evaluator_id} for c in self.columns],
             "rows": [
-                {"tokenizer": row, "cells": [
+                {"tokenizer": row, **({"group": self.row_groups[r]} if self.row_groups else {}), "cells": [
                     {"value": cell.value, "spread": cell.spread, "count": cell.count, "n": cell.n, "rank": cell.rank,
                      "notes": cell.notes, "unavailable": cell.unavailable, "unit_keys": cell.unit_keys}
                     for cell in (self.cell(r, c) for c in range(len(self.columns)))
@@ -164,17 +194,22 @@ def build_table(frame, spec: TableSpec, allow_mixing: bool = False) -> Table:
 
     selected = frame[[(t, d, m) in {(ct, cd, cm) for ct, cd, cm, _ in column_keys}
                       for t, d, m in zip(frame["task"], frame["dataset"], frame["metric"])]]
-    rows = sorted(set(selected["tokenizer"]), key=str.casefold)
+    row_groups = None
+    if spec.group_rows_by:
+        family = dict(zip(selected["tokenizer"], selected[spec.group_rows_by].fillna("")))
+        rows = sorted(family, key=lambda t: (str(family[t]).casefold(), t.casefold()))
+        row_groups = [str(family[t]) for t in rows]
+    else:
+        rows = sorted(set(selected["tokenizer"]), key=str.casefold)
 
     for index, (task, dataset, metric, label) in enumerate(column_keys):
         info = metric_info(metric)
         part = frame[(frame["task"] == task) & (frame["dataset"] == dataset) & (frame["metric"] == metric)]
         combos = part.groupby(["protocol", "evaluator_id"], sort=False).size().sort_values(ascending=False, kind="stable")
         main_protocol, main_evaluator = combos.index[0] if len(combos) else ("", "")
-        prefix = " · ".join(p for p in (task if several_tasks and not label else "",
-                                        dataset if several_datasets and not label else "") if p)
-        text = label or info.label
-        columns.append(Column(task, dataset, metric, f"{prefix}: {text}" if prefix else text, info, main_protocol, main_evaluator))
+        group = " · ".join(p for p in (task if several_tasks else "", dataset if several_datasets else "") if p)
+        columns.append(Column(task, dataset, metric, label or info.label, info, main_protocol, main_evaluator,
+                              group=group, explicit_label=label is not None))
         odd_marks: dict[tuple[str, str], str] = {}
         for (protocol, evaluator), _ in list(combos.items())[1:]:
             who = sorted(set(part[(part["protocol"] == protocol) & (part["evaluator_id"] == evaluator)]["tokenizer"]))
@@ -216,7 +251,7 @@ def build_table(frame, spec: TableSpec, allow_mixing: bool = False) -> Table:
             _rank(cells, index, len(rows), info.higher_is_better)
     if problems and not allow_mixing:
         raise ComparabilityError(problems)
-    return Table(spec.name, spec.title or spec.name, rows, columns, cells, footnotes, spec.highlight)
+    return Table(spec.name, spec.title or spec.name, rows, columns, cells, footnotes, spec.highlight, row_groups)
 
 
 def _rank(cells: dict[tuple[int, int], Cell], column: int, num_rows: int, higher: bool) -> None:

@@ -23,6 +23,8 @@ table.leaderboard { border-collapse: collapse; margin: .6rem 0; min-width: 28rem
 table.leaderboard th, table.leaderboard td { padding: .35rem .7rem; border-bottom: 1px solid #dde3e8; }
 table.leaderboard thead th { border-bottom: 2px solid #1d232a; text-align: right; cursor: pointer; user-select: none; white-space: nowrap; }
 table.leaderboard thead th:first-child, table.leaderboard tbody th { text-align: left; }
+table.leaderboard thead tr.groups th { text-align: center; cursor: default; border-bottom: 1px solid #8a949c; }
+table.leaderboard tr.row-group th { text-align: left; font-style: italic; color: #5b6670; background: #f5f7f9; }
 table.leaderboard thead th[aria-sort]::after { content: attr(data-arrow); color: #5b6670; padding-left: .25rem; }
 table.leaderboard td { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: 700; background: #d9f2e3; }
@@ -39,14 +41,16 @@ details.provenance pre { background: #f5f7f9; padding: .6rem; overflow-x: auto; 
 
 SCRIPT = """
 document.querySelectorAll('table.leaderboard').forEach(function (table) {
-  table.querySelectorAll('thead th').forEach(function (header, column) {
+  var headers = table.querySelectorAll('thead tr.metrics th');
+  headers.forEach(function (header, column) {
     header.addEventListener('click', function () {
       var ascending = header.getAttribute('aria-sort') !== 'ascending';
-      table.querySelectorAll('thead th').forEach(function (h) { h.removeAttribute('aria-sort'); });
+      headers.forEach(function (h) { h.removeAttribute('aria-sort'); });
+      table.querySelectorAll('tr.row-group').forEach(function (g) { g.style.display = 'none'; });  // sorting ungroups
       header.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
       header.setAttribute('data-arrow', ascending ? '\\u25B2' : '\\u25BC');
       var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
+      var rows = Array.prototype.slice.call(body.rows).filter(function (r) { return !r.classList.contains('row-group'); });
       rows.sort(function (a, b) {
         var x = a.cells[column], y = b.cells[column];
         if (column === 0) { return (ascending ? 1 : -1) * x.textContent.localeCompare(y.textContent); }
@@ -81,12 +85,21 @@ def _cell_title(table: Table, row: int, column: int) -> str:
 
 
 def html_table(table: Table) -> str:
+    groups = table.column_groups()
+    group_row = ""
+    if groups:  # spanning task headers (not sortable), above the sortable metric headers
+        spans = "".join(f'<th class="group" colspan="{width}">{escape(name)}</th>' for name, width in groups)
+        group_row = f'<tr class="groups"><th class="group"></th>{spans}</tr>'
     headers = ['<th scope="col" title="tokenizer">Tokenizer</th>']
     for column in table.columns:
         description = column.info.description or column.metric
-        headers.append(f'<th scope="col" title="{escape(description)}">{escape(column.header)}</th>')
+        text = column.short_header if groups else column.header
+        headers.append(f'<th scope="col" title="{escape(description)}">{escape(text)}</th>')
     body = []
+    starts = table.group_starts()
     for r, tokenizer in enumerate(table.rows):
+        if r in starts:
+            body.append(f'<tr class="row-group"><th colspan="{len(table.columns) + 1}">{escape(starts[r] or "(other)")}</th></tr>')
         cells = [f'<th scope="row">{escape(tokenizer)}</th>']
         for c, column in enumerate(table.columns):
             cell = table.cell(r, c)
@@ -108,7 +121,7 @@ def html_table(table: Table) -> str:
         f'<section class="table" id="table-{escape(table.name)}">',
         f"<h2>{escape(table.title)}</h2>",
         f'<table class="leaderboard" data-table="{escape(table.name)}">',
-        "<thead><tr>" + "".join(headers) + "</tr></thead>",
+        "<thead>" + group_row + '<tr class="metrics">' + "".join(headers) + "</tr></thead>",
         "<tbody>", *body, "</tbody></table>",
         *( [f'<ul class="footnotes">{footnotes}</ul>'] if footnotes else []),
         "</section>",

@@ -21,7 +21,10 @@ def markdown_table(table: Table) -> str:
     from tabulate import tabulate
 
     rows = []
+    starts = table.group_starts()
     for r, tokenizer in enumerate(table.rows):
+        if r in starts:  # a row group: its name in bold, across an otherwise empty row
+            rows.append([f"**{starts[r] or '(other)'}**", *([""] * len(table.columns))])
         row = [tokenizer]
         for text, rank, notes in _cell_texts(table, r):
             if rank == 1:
@@ -64,10 +67,26 @@ def latex_table(table: Table) -> str:
         rf"\label{{tab:{table.name}}}",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
-        " & ".join(["Tokenizer", *(latex_escape(c.header) for c in table.columns)]) + r" \\",
-        r"\midrule",
     ]
+    groups = table.column_groups()
+    if groups:  # a spanning header per task, rules under each
+        spans, rules, start = [""], [], 2
+        for name, width in groups:
+            spans.append(rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(name)}}}" if name else " & " * (width - 1))
+            if name:
+                rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        lines += [" & ".join(spans) + r" \\", " ".join(rules)]
+        headers = [latex_escape(c.short_header) for c in table.columns]
+    else:
+        headers = [latex_escape(c.header) for c in table.columns]
+    lines += [" & ".join(["Tokenizer", *headers]) + r" \\", r"\midrule"]
+    starts = table.group_starts()
     for r, tokenizer in enumerate(table.rows):
+        if r in starts:
+            if r:
+                lines.append(r"\midrule")
+            lines.append(rf"\multicolumn{{{len(table.columns) + 1}}}{{l}}{{\textit{{{latex_escape(starts[r] or '(other)')}}}}} \\")
         cells = [latex_escape(tokenizer)]
         for text, rank, notes in _cell_texts(table, r):
             text = latex_escape(text)
