@@ -17,18 +17,16 @@ head training only (feature extraction is cached in the store either way).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import record as save_result, sync
 
 from tokbench.tasks.understanding_params import PROBE_DEFAULTS, ProbeRecipe
 from tokbench.understanding.heads import HeadGridSpec, train_head_grid
 
-RESULTS = Path(__file__).parent / "results" / "probe_grid.jsonl"
 
 
 def synthetic_features(samples: int, width: int, classes: int, seed: int = 0):
@@ -43,10 +41,6 @@ def synthetic_features(samples: int, width: int, classes: int, seed: int = 0):
                 for v in PROBE_DEFAULTS["dinov2"]["variants"]}
     return features, labels, variants
 
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def torch_loop_head(features, labels, classes, columns, lr, iterations, batch, device):
@@ -127,11 +121,7 @@ def main() -> None:
         "torch_loop_over_grid": None if loop_seconds is None else round(loop_seconds / grid_seconds, 2),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    print(json.dumps(record, indent=2))
-    if not args.no_record:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+    save_result("probe_grid", record, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -12,28 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tokbench.layers import RMSNorm
 from tokbench_vtp.model.rope import apply_rope
 
 NormKind = Literal["rmsnorm", "layernorm"]
 
 
-class RMSNorm(nn.Module):
-    """RMSNorm computed in fp32 and cast back before the weight multiply (as the checkpoints were trained)."""
-
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
-        return normed * self.weight
+#: VTP's RMSNorm epsilon (the checkpoints were trained with it)
+RMS_EPS = 1e-5
 
 
 def make_norm(kind: NormKind, dim: int) -> nn.Module:
     if kind == "rmsnorm":
-        return RMSNorm(dim, eps=1e-5)
+        return RMSNorm(dim, eps=RMS_EPS)
     if kind == "layernorm":
         return nn.LayerNorm(dim, eps=1e-6)
     raise ValueError(f"unknown norm {kind!r}; use 'rmsnorm' or 'layernorm'")
@@ -64,8 +55,8 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         if qk_norm:
-            self.q_norm = RMSNorm(self.head_dim)
-            self.k_norm = RMSNorm(self.head_dim)
+            self.q_norm = RMSNorm(self.head_dim, eps=RMS_EPS)
+            self.k_norm = RMSNorm(self.head_dim, eps=RMS_EPS)
         else:
             self.q_norm = self.k_norm = None
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tokbench_vtp.model.config import VTPArchitecture
-from tokbench_vtp.model.layers import Block, RMSNorm
+from tokbench_vtp.model.layers import RMS_EPS, Block, RMSNorm
 from tokbench_vtp.model.rope import RopePositionEmbedding
 
 
@@ -48,7 +48,7 @@ class VisionTrunk(nn.Module):
             Block(width, arch.vision_heads, arch.vision_hidden, "rmsnorm", arch.vision_qk_norm)
             for _ in range(arch.vision_depth)
         )
-        self.norm = RMSNorm(width)
+        self.norm = RMSNorm(width, eps=RMS_EPS)
         self.feature_bottleneck = nn.Linear(width, arch.bottleneck, bias=False)
 
     def tokens(self, images: Tensor, masks: Tensor | None = None) -> tuple[Tensor, int, int]:

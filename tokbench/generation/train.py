@@ -1,0 +1,184 @@
+"""Training LightningDiT on cached latents: LightningDiT's recipe, resumable to the bit.
+
+AdamW (lr 2e-4, betas 0.9 / 0.95, no weight decay, constant lr), EMA of the weights (0.9999,
+from step 0), class dropout for classifier-free guidance (0.1), logit-normal times with the
+noise shift, MSE + cosine loss, bf16 autocast on CUDA, optional gradient clipping and
+activation checkpointing. Every random draw of step k (batch indices, flip choice, times,
+noise, dropped labels) comes from generators seeded by (seed, k), so a run resumed from a
+checkpoint continues exactly as if it had never stopped: the checkpoint holds the model, the
+EMA, the optimiser and the step, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tokbench.generation.model import LightningDiT
+from tokbench.generation.transport import NoiseSchedule, flow_loss, interpolate
+from tokbench.training.ema import ema_update_
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int = 1024
+    lr: float = 2e-4
+    beta2: float = 0.95
+    weight_decay: float = 0.0
+    ema_decay: float = 0.9999
+    class_dropout: float = 0.1
+    cosine_loss: bool = True
+    grad_clip: float | None = None
+    seed: int = 0
+    precision: str = "bf16"  # autocast dtype on CUDA; CPU trains in fp32
+    checkpoint_every: int = 0  # 0: at the end (and when stopped)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be positive, got {self.steps}, {self.batch_size}")
+
+
+@dataclass
+class LatentSet:
+    """Normalised latents (N, C, H, W), their horizontal-flip copies and labels (N,)."""
+
+    latents: torch.Tensor
+    flipped: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.latents.shape != self.flipped.shape or len(self.labels) != len(self.latents):
+            raise ValueError("latents, flipped copies and labels must line up")
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+
+def _generator(seed: int, *stream: int) -> torch.Generator:
+    mixed = seed
+    for value in stream:
+        mixed = (mixed * 1_000_003 + value + 0x9E3779B9) % (2**63 - 1)
+    return torch.Generator().manual_seed(mixed)
+
+
+class DiTTrainer:
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, model: LightningDiT, data: LatentSet, settings: TrainSettings, noise: NoiseSchedule,
+                 device: str | torch.device = "cpu", work_dir: str | Path | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).train()
+        self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        self.data, self.settings, self.noise = data, settings, noise
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr, betas=(0.9, settings.beta2),
+            weight_decay=settings.weight_decay, fused=self.device.type == "cuda",
+        )
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.step = 0
+        self.history: list[dict] = []
+        if self.work_dir is not None and (self.work_dir / self.CHECKPOINT).is_file():
+            self._load(self.work_dir / self.CHECKPOINT)
+
+    # ---- data ---------------------------------------------------------------------------------
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents and labels of ``step``: epochs are seeded permutations; each sample is the
+        original or its flip copy with probability 1/2 (as LightningDiT's loader)."""
+        n, size = len(self.data), min(self.settings.batch_size, len(self.data))
+        per_epoch = n // size
+        epoch, position = divmod(step, per_epoch)
+        order = torch.randperm(n, generator=_generator(self.settings.seed, 1, epoch))
+        index = order[position * size : (position + 1) * size]
+        flip = torch.rand(size, generator=_generator(self.settings.seed, 2, step)) < 0.5
+        latents = torch.where(flip.view(-1, 1, 1, 1), self.data.flipped[index], self.data.latents[index])
+        return latents.to(self.device), self.data.labels[index].to(self.device)
+
+    # ---- one step -------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        settings = self.settings
+        x1, labels = self.batch(self.step)
+        generator = _generator(settings.seed, 3, self.step)
+        t = self.noise.sample_times(len(x1), generator).to(self.device)
+        x0 = torch.randn(x1.shape, generator=generator).to(self.device)
+        drop = (torch.rand(len(x1), generator=generator) < settings.class_dropout).to(self.device)
+        xt, target = interpolate(x1, x0, t)
+        with self._autocast():
+            prediction = self.model(xt, t, labels, drop_labels=drop)
+        terms = flow_loss(prediction, target, cosine=settings.cosine_loss)
+        loss = terms["loss"].mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = None
+        if settings.grad_clip:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.grad_clip))
+        self.optimizer.step()
+        ema_update_(self.ema.parameters(), self.model.parameters(), settings.ema_decay)
+        self.step += 1
+        record = {"step": self.step, "loss": float(loss.detach()),
+                  **{k: float(v.detach().mean()) for k, v in terms.items() if k != "loss"}}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        return record
+
+    def fit(self, stop_after: int | None = None, log_every: int = 50) -> list[dict]:
+        """Train to ``settings.steps`` (or ``stop_after`` more steps), checkpointing as configured."""
+        target = self.settings.steps if stop_after is None else min(self.settings.steps, self.step + stop_after)
+        started = time.perf_counter()
+        while self.step < target:
+            record = self.train_step()
+            if self.step % log_every == 0 or self.step == target:
+                record["seconds"] = time.perf_counter() - started
+                self.history.append(record)
+            every = self.settings.checkpoint_every
+            if self.work_dir is not None and every and self.step % every == 0:
+                self.save()
+        if self.work_dir is not None:
+            self.save()
+        return self.history
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def save(self) -> Path:
+        assert self.work_dir is not None
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = self.work_dir / self.CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
+                    "step": self.step, "config": self.model.config.to_dict(), "settings": asdict(self.settings),
+                    "history": self.history}, tmp)
+        tmp.replace(path)
+        return path
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("settings", {}).get("seed") != self.settings.seed or state.get("config") != self.model.config.to_dict():
+            raise ValueError(f"{path} belongs to another run (config or seed differ); remove it to start over")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["opt"])
+        self.step, self.history = int(state["step"]), list(state.get("history", []))
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.settings.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def export_official(self, path: str | Path) -> Path:
+        """A checkpoint in LightningDiT's own layout ({"model", "ema", "opt", "config"})."""
+        path = Path(path)
+        torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
+                    "config": json.loads(json.dumps(self.model.config.to_dict()))}, path)
+        return path
+
+
+def latent_statistics(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and unbiased std over (N, H, W), as (1, C, 1, 1) float32 — the layout
+    of LightningDiT's ``latents_stats.pt`` (computed here over every latent, deterministically)."""
+    flat = latents.double().transpose(0, 1).reshape(latents.shape[1], -1)
+    return flat.mean(dim=1).float().view(1, -1, 1, 1), flat.std(dim=1, unbiased=True).float().view(1, -1, 1, 1)
