@@ -48,7 +48,7 @@ def test_good_suite_resolves_defaults(tmp_path):
 def test_unknown_task_kind(tmp_path):
     lines, path = problems(tmp_path, GOOD.replace("kind: reconstruction", "kind: reconstrution"))
     assert lines == [
-        f"{path}: tasks.0.kind: unknown task kind 'reconstrution'; allowed: linear_probe, reconstruction, zero_shot (did you mean 'reconstruction'?)"
+        f"{path}: tasks.0.kind: unknown task kind 'reconstrution'; allowed: generation, linear_probe, reconstruction, zero_shot (did you mean 'reconstruction'?)"
     ]
 
 
@@ -151,7 +151,7 @@ def test_cli_validate_reports_one_line_and_exit_code(tmp_path):
     result = run_cli("validate", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: tasks.0.kind: unknown task kind 'recon'; allowed: linear_probe, reconstruction, zero_shot"
+        f"error: {path}: tasks.0.kind: unknown task kind 'recon'; allowed: generation, linear_probe, reconstruction, zero_shot"
     ]
     assert "Traceback" not in result.stderr
 

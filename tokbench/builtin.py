@@ -42,6 +42,14 @@ def tokbench_register_tasks(register):
         description="rFID (real Inception), PSNR, SSIM, LPIPS of reconstructions",
     )
     register(
+        "generation",
+        task="tokbench.tasks.generation:GenerationTask",
+        params="tokbench.tasks.generation_params:GenerationParams",
+        requires={"encode", "decode"},
+        train_dataset="required",
+        description="equal-FLOPs LightningDiT on the tokenizer's latents: train, sample, gFID / precision / recall",
+    )
+    register(
         "zero_shot",
         task="tokbench.tasks.zero_shot:ZeroShotTask",
         params="tokbench.tasks.understanding_params:ZeroShotParams",

@@ -85,18 +85,12 @@ class ReconstructionTask(Task):
 
         store = ctx.build.store
         evaluator_id = evaluator.get("fid", {}).get("weights_sha256")
-        reference = None
+        reference_feats = None
         if extractor is not None:
-            reference = store.sharded(
-                key=_key({"reference-features": dataset.fingerprint(), "count": count, "shard": params.shard_size,
-                          "evaluator": evaluator_id, "protocol": self.protocol_version}),
-                kind="fid-reference-features",
-                num_shards=len(shards),
-                meta={"label": f"FID reference features of {ctx.dataset_name} ({count} images)"},
-            )
-            for index in ctx.build.track(reference.missing(), desc=f"reference features {ctx.dataset_name}"):
-                reference.write_shard(index, lambda out, ids=shards[index]: self._reference_shard(ctx, extractor, ids, out))
-            artifacts.append(reference.finalize().name)
+            from tokbench.tasks.fid_reference import reference_features
+
+            reference_feats, reference_key = reference_features(ctx, extractor, count, params.shard_size, params.batch_size)
+            artifacts.append(reference_key)
 
         recon = store.sharded(
             key=_key({"reconstruction": ctx.tokenizer_fingerprint, "dataset": dataset.fingerprint(), "count": count,
@@ -130,7 +124,7 @@ class ReconstructionTask(Task):
         if extractor is not None:
             from tokbench.metrics.frechet import feature_statistics, frechet_distance, kernel_inception_distance
 
-            ref_features, rec_features = gather(reference, "features"), gather(recon, "features")
+            ref_features, rec_features = reference_feats, gather(recon, "features")
             if "rfid" in metrics:
                 results["rfid"] = frechet_distance(*feature_statistics(ref_features), *feature_statistics(rec_features))
             if "kid" in metrics:
@@ -147,16 +141,6 @@ class ReconstructionTask(Task):
         )
 
     # ---- shards ------------------------------------------------------------------
-    def _reference_shard(self, ctx: TaskContext, extractor, ids: list[int], out: Path) -> None:
-        import numpy as np
-
-        from tokbench.data.loader import iterate_batches
-
-        features = []
-        for images, _, _ in iterate_batches(ctx.dataset, self.params.batch_size, indices=ids):
-            features.append(extractor(images.to(ctx.build.device)).cpu().numpy())
-        np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
-
     def _recon_shard(self, ctx: TaskContext, extractor, lpips_fn, ids: list[int], out: Path) -> None:
         import numpy as np
         import torch

@@ -41,6 +41,8 @@ class FeatureRequest:
     latent_pool: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
     augmentation: Literal["none", "hflip"] = "none"
+    #: float16 halves probe tables (float32 when values do not fit); generation latents keep float32
+    storage: Literal["float16", "float32"] = "float16"
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -82,11 +84,14 @@ class FeatureTable:
 
 
 def feature_table_key(tokenizer_fingerprint: str, dataset_fingerprint: str, request: FeatureRequest, count: int, shard_size: int) -> str:
+    described = asdict(request)
+    if described["storage"] == "float16":  # the default since the first version: keep those keys
+        del described["storage"]
     return content_key(
         {
             "features": tokenizer_fingerprint,
             "dataset": dataset_fingerprint,
-            "request": asdict(request),
+            "request": described,
             "count": count,
             "shard": shard_size,
             "version": EXTRACTION_VERSION,
@@ -158,7 +163,7 @@ def _extract_shard(build, tokenizer, dataset, request: FeatureRequest, ids: list
                 outputs[name][view].append(value.float().cpu().numpy())
     for name, views in outputs.items():
         stacked = np.stack([np.concatenate(chunks) for chunks in views])  # (views, n, dim)
-        if np.isfinite(stacked).all() and np.abs(stacked).max(initial=0.0) < FLOAT16_LIMIT:
+        if request.storage == "float16" and np.isfinite(stacked).all() and np.abs(stacked).max(initial=0.0) < FLOAT16_LIMIT:
             stacked = stacked.astype(np.float16)
         np.save(out / f"{_file(name)}.npy", stacked)
     np.save(out / "labels.npy", np.concatenate(labels).astype(np.int64))

@@ -1,0 +1,70 @@
+"""The generation task end to end on CPU-sized pieces: two tokenizers with different latents get
+generators with the same token count and the same training FLOPs, samples are stored in the ADM
+layout and scored with the real FID Inception; a rerun recomputes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import requires_fid_weights
+from tokbench.context import BuildContext
+from tokbench.data.shapes import ShapesDataset
+from tokbench.store import Store
+from tokbench.tasks.base import TaskContext
+from tokbench.tasks.generation import GenerationTask, _patch_size
+from tokbench.tasks.generation_params import GenerationParams
+from tokbench.tokenizers.resample import ResampleParams, build_resample
+
+pytestmark = [requires_fid_weights, pytest.mark.slow]
+
+PARAMS = dict(model="micro", target_tokens=16, training_flops=2.0e10, batch_size=16, lr=1e-3, ema_decay=0.9,
+              sample_steps=4, num_samples=24, sample_batch_size=12, shard_size=64, extract_batch_size=32)
+
+
+def run(store_root, factor, **overrides):
+    build = BuildContext(store=Store(store_root), progress=False)
+    tokenizer = build_resample(ResampleParams(factor=factor), build)
+    context = TaskContext(build=build, tokenizer=tokenizer, tokenizer_name=f"f{factor}",
+                          tokenizer_fingerprint=tokenizer.fingerprint(), dataset=ShapesDataset(num_images=24, resolution=16),
+                          dataset_name="val", unit_key="k", train_dataset=ShapesDataset(split="train", num_images=48, resolution=16),
+                          train_dataset_name="train")
+    return GenerationTask(GenerationParams(**{**PARAMS, **overrides})).run(context), build.store
+
+
+def test_equal_flops_generation_for_two_latent_shapes(tmp_path):
+    f4, store = run(tmp_path / "store", 4)  # 3 x 4 x 4 latents: patch 1 -> 16 tokens
+    f2, _ = run(tmp_path / "store", 2)  # 3 x 8 x 8 latents: patch 2 -> 16 tokens
+    assert f4.details["generator"]["patch_size"] == 1 and f2.details["generator"]["patch_size"] == 2
+    assert f4.details["tokens"] == f2.details["tokens"] == 16
+    # p = 2 projects 4x the channels in and out, so its steps are fewer; the compute is the same
+    assert f4.details["steps"] > f2.details["steps"] > 50
+    flops = f4.details["generator_training_flops"], f2.details["generator_training_flops"]
+    assert abs(flops[0] - flops[1]) / max(flops) < 0.01 and max(flops) <= 2.0e10
+    for output in (f4, f2):
+        assert output.metrics["gfid"] > 0 and 0 <= output.metrics["precision"] <= 1 and 0 <= output.metrics["recall"] <= 1
+        assert output.metrics["inception_score"] is None and "logits" in output.unavailable["inception_score"]
+        assert output.details["noise"]["lightningdit"]["timestep_shift"] > 0
+        assert output.details["sampling"]["cfg_channels"] == "all"
+    assert f4.evaluator == f2.evaluator  # one column: the same protocol, Inception and reference
+    samples = np.load(store.path(f4.artifacts[2]) / "samples.npz")
+    assert samples["arr_0"].shape == (24, 16, 16, 3) and samples["arr_0"].dtype == np.uint8
+    assert np.bincount(samples["labels"], minlength=12).tolist() == [2] * 12  # class-balanced
+
+    commits = len(store.commits())
+    again, _ = run(tmp_path / "store", 4)
+    assert len(store.commits()) == commits  # latents, generator, samples and references all reused
+    assert again.metrics == f4.metrics
+
+
+def test_patch_sizes_for_token_targets():
+    assert _patch_size(16, 256) == 1 and _patch_size(32, 256) == 2 and _patch_size(8, 256) == 1
+    assert _patch_size(16, 64) == 2 and _patch_size(12, 16) == 3
+
+
+def test_params_need_a_budget_or_steps():
+    with pytest.raises(ValueError, match="exactly one of training_flops"):
+        GenerationParams()
+    with pytest.raises(ValueError, match="exactly one of training_flops"):
+        GenerationParams(steps=10, training_flops=1e12)
+    assert GenerationParams(steps=10).sample_steps == 249

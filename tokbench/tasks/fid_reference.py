@@ -1,0 +1,44 @@
+"""FID reference features of an evaluation dataset: computed once, shared by every task and
+tokenizer that scores against the same images with the same Inception (rFID and gFID alike).
+
+The reference is exactly the dataset's uint8 images (its crop and resolution); features are
+2048-d float64, stored sharded so an interrupted extraction resumes at the first missing shard.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tokbench.hashing import content_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tokbench.tasks.base import TaskContext
+
+#: bump when the reference features of the same images and weights would change
+REFERENCE_VERSION = "fid-reference-v1"
+
+
+def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_size: int, batch_size: int) -> tuple[np.ndarray, str]:
+    """(N, 2048) float64 features of the first ``count`` images of ``ctx.dataset`` and their store key."""
+    from tokbench.data.loader import iterate_batches
+
+    dataset = ctx.dataset
+    count = len(dataset) if count is None else min(count, len(dataset))
+    shards = [list(range(i, min(i + shard_size, count))) for i in range(0, count, shard_size)]
+    key = content_key({"reference-features": dataset.fingerprint(), "count": count, "shard": shard_size,
+                       "evaluator": extractor.identity.get("weights_sha256"), "protocol": REFERENCE_VERSION})
+    sharded = ctx.build.store.sharded(key=key, kind="fid-reference-features", num_shards=len(shards),
+                                      meta={"label": f"FID reference features of {ctx.dataset_name} ({count} images)"})
+
+    def produce(out, ids: list[int]) -> None:
+        features = [extractor(images.to(ctx.build.device)).cpu().numpy()
+                    for images, _, _ in iterate_batches(dataset, batch_size, indices=ids)]
+        np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
+
+    for index in ctx.build.track(sharded.missing(), desc=f"reference features {ctx.dataset_name}"):
+        sharded.write_shard(index, lambda out, ids=shards[index]: produce(out, ids))
+    sharded.finalize()
+    features = np.concatenate([np.load(sharded.shard_dir(i) / "features.npy") for i in range(len(shards))])
+    return features, key

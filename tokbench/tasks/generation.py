@@ -1,0 +1,268 @@
+"""Equal-FLOPs generation: train LightningDiT on each tokenizer's latents for the same compute,
+sample, and score the decoded samples (gFID, precision/recall).
+
+Protocol ``gfid-v1``:
+1. The training dataset is encoded once into the store (latents and horizontal-flip copies,
+   float32, sharded and resumable), and its per-channel statistics standardise the latents
+   (LightningDiT's ``latents_stats``), unless the task says otherwise.
+2. The patch size makes every tokenizer's latent the same number of tokens
+   (``target_tokens``); the steps follow from the FLOP budget through the analytic count
+   (equal to FlopCounterMode), so generators of different tokenizers spend the same
+   training compute up to their input/output projections (recorded).
+3. Training: LightningDiT's recipe (``tokbench.generation.train``); interrupted training
+   resumes from ``partial/`` in the store; the EMA weights are kept as an artifact in the
+   official checkpoint layout.
+4. Sampling: class-balanced labels (or uniform), seeded noise, Euler/Heun/adaptive ODE with
+   the sampling shift, optional classifier-free guidance; samples are decoded by the
+   tokenizer, quantised to uint8 (round) and stored as an ADM-evaluator ``.npz`` (``arr_0``).
+5. gFID against the evaluation dataset's images (the same FID Inception and the same cached
+   reference features as rFID); improved precision/recall with k = 3.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tokbench.errors import TokbenchError
+from tokbench.tasks.base import Task, TaskContext, TaskOutput
+from tokbench.tasks.generation_params import GenerationParams
+
+
+class GenerationTask(Task):
+    protocol_version = "gfid-v1"
+    params: GenerationParams
+
+    def __init__(self, params: GenerationParams):
+        super().__init__(params)
+        self._fid_weights = None
+
+    def fid_weights(self):
+        from tokbench.metrics.inception import resolve_fid_weights
+
+        if self._fid_weights is None:
+            self._fid_weights = resolve_fid_weights(self.params.fid_weights)
+        return self._fid_weights
+
+    def key_inputs(self) -> dict[str, Any]:
+        from tokbench.hashing import file_identity
+
+        return {"fid_weights_sha256": file_identity(self.fid_weights())}
+
+    def run(self, ctx: TaskContext) -> TaskOutput:
+        import time
+
+        import numpy as np
+        import torch
+
+        from tokbench.generation.flops import forward_flops, training_flops_per_image
+        from tokbench.generation.transport import NoiseSchedule, default_noise_shift
+        from tokbench.hashing import content_key
+        from tokbench.understanding.features import FeatureRequest, extract_features
+
+        params = self.params
+        if ctx.train_dataset is None:
+            raise TokbenchError("generation trains on a dataset's latents: set the task's 'train_dataset'")
+        train, reference = ctx.train_dataset, ctx.dataset
+        if train.resolution != reference.resolution:
+            raise TokbenchError(
+                f"train dataset {ctx.train_dataset_name!r} is {train.resolution}px but the reference {ctx.dataset_name!r} "
+                f"is {reference.resolution}px; samples are decoded at the training resolution, so use the same"
+            )
+        tokenizer = ctx.tokenizer
+        spec = tokenizer.latent_spec(train.resolution)
+        if spec.height != spec.width:
+            raise TokbenchError(f"LightningDiT needs square latents; {ctx.tokenizer_name} gives {spec.height}x{spec.width}")
+        started = time.time()
+
+        # 1. latents (+ flip copies), extracted once into the store
+        table = extract_features(
+            ctx.build, tokenizer, ctx.tokenizer_fingerprint, train,
+            FeatureRequest(("latent",), latent_pool=spec.height, augmentation="hflip", storage="float32"),
+            batch_size=params.extract_batch_size, shard_size=params.shard_size,
+            label=f"latents {ctx.train_dataset_name} / {ctx.tokenizer_name}",
+        )
+        count = len(table.labels) // 2
+        views = torch.from_numpy(table.features["latent"]).view(2, count, spec.channels, spec.height, spec.width)
+        labels = torch.from_numpy(table.labels[:count])
+        mean, std = self._normalization(tokenizer, views[0])
+
+        # 2. generator size, patch and steps from the budget
+        from tokbench.generation.model import dit_config
+
+        patch = _patch_size(spec.height, params.target_tokens)
+        config = dit_config(f"{params.model}/{patch}", spec.channels, input_size=spec.height, num_classes=train.num_classes,
+                            class_dropout_prob=params.class_dropout)
+        batch = min(params.batch_size, count)
+        if params.steps is not None:
+            steps = params.steps
+        else:
+            from tokbench.generation.flops import steps_for_budget
+
+            steps = steps_for_budget(config, params.training_flops, batch)
+        shifts = {
+            "train": default_noise_shift(*spec.shape) if params.train_shift == "auto" else float(params.train_shift),
+            "sample": default_noise_shift(*spec.shape) if params.sample_shift == "auto" else float(params.sample_shift),
+        }
+        noise = NoiseSchedule(shifts["train"], params.train_sigma, shifts["sample"])
+
+        # 3. training (resumable), the EMA checkpoint kept in the store
+        training_inputs = {"latents": table.key, "config": config.to_dict(), "steps": steps, "batch": batch,
+                           "normalization": params.latent_normalization, "noise": [noise.train_shift, noise.train_sigma],
+                           "recipe": params.model_dump(include={"lr", "ema_decay", "class_dropout", "cosine_loss", "grad_clip",
+                                                                "seed", "precision"}), "version": 1}
+        history: list[dict] = []
+
+        def train_generator(out) -> dict[str, Any]:
+            from tokbench.generation.model import LightningDiT
+            from tokbench.generation.train import DiTTrainer, LatentSet, TrainSettings
+
+            torch.manual_seed(params.seed)
+            settings = TrainSettings(steps=steps, batch_size=batch, lr=params.lr, ema_decay=params.ema_decay,
+                                     class_dropout=params.class_dropout, cosine_loss=params.cosine_loss,
+                                     grad_clip=params.grad_clip, seed=params.seed, precision=params.precision,
+                                     checkpoint_every=max(1, min(1000, steps // 10)))
+            data = LatentSet((views[0] - mean) / std, (views[1] - mean) / std, labels)
+            trainer = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device,
+                                 work_dir=ctx.build.work_dir(training_inputs, "generator-training"))
+            history.extend(trainer.fit(log_every=max(1, steps // 20)))
+            trainer.export_official(out / "checkpoint.pt")
+            torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
+            return {"history": trainer.history}
+
+        generator_dir = ctx.build.cached(training_inputs, "generator-checkpoint", train_generator,
+                                         label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents")
+
+        # 4. samples, decoded and stored in the ADM layout
+        sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
+                           "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
+                           params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed, "version": 1}
+        samples_dir = ctx.build.cached(sampling_inputs, "generated-samples",
+                                       lambda out: self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out),
+                                       label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
+
+        # 5. metrics
+        metrics, unavailable, evaluator = self._score(ctx, samples_dir)
+        samples_per_image = params.sample_steps * (2 if params.cfg_scale > 1 else 1)
+        return TaskOutput(
+            metrics=metrics,
+            unavailable=unavailable,
+            evaluator=evaluator,  # per-tokenizer settings (patch, noise shift) are the method, in details
+            artifacts=[table.key, generator_dir.name, samples_dir.name],
+            details={
+                "num_images": params.num_samples,
+                "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
+                          "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
+                "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
+                             "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels},
+                "generator": {"model": f"LightningDiT-{params.model}/{patch}", **config.to_dict()},
+                "tokens": config.tokens,
+                "forward_flops": forward_flops(config),
+                "generator_training_flops": float(training_flops_per_image(config) * batch * steps),
+                "training_flops_budget": params.training_flops,
+                "steps": steps, "batch_size": batch,
+                "epochs": steps * batch / count,
+                "sampling_flops_per_image": float(samples_per_image * forward_flops(config)),
+                "train_images": count,
+                "seconds": time.time() - started,
+                "gpu_hours": (time.time() - started) / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
+            },
+        )
+
+    # ---- pieces -------------------------------------------------------------------------------------
+    def _normalization(self, tokenizer, latents):
+        import torch
+
+        from tokbench.generation.train import latent_statistics
+
+        kind = self.params.latent_normalization
+        if kind == "per-channel":
+            return latent_statistics(latents)
+        if kind == "tokenizer":
+            stats = getattr(tokenizer, "latent_normalization", lambda: None)()
+            if stats is None:
+                raise TokbenchError("latent_normalization: tokenizer, but this tokenizer has no latent statistics; "
+                                    "use per-channel (computed from the training latents)")
+            return stats
+        channels = latents.shape[1]
+        return torch.zeros(1, channels, 1, 1), torch.ones(1, channels, 1, 1)
+
+    def _sample(self, ctx, generator_dir, noise, mean, std, num_classes: int, out) -> None:
+        import numpy as np
+        import torch
+
+        from tokbench.generation.checkpoint import load_lightningdit
+        from tokbench.generation.transport import guided, sample_adaptive, sample_ode
+        from tokbench.metrics.image_quality import to_uint8
+
+        params, device = self.params, torch.device(ctx.build.device)
+        model = load_lightningdit(generator_dir / "checkpoint.pt").to(device)
+        generator = torch.Generator().manual_seed(params.seed + 1)
+        if params.labels == "balanced":
+            labels = torch.arange(params.num_samples) % num_classes
+            labels = labels[torch.randperm(params.num_samples, generator=generator)]
+        else:
+            labels = torch.randint(0, num_classes, (params.num_samples,), generator=generator)
+        config = model.config
+        grid = noise.grid(params.sample_steps)
+        images = []
+        for start in ctx.build.track(range(0, params.num_samples, params.sample_batch_size), desc=f"sample {ctx.tokenizer_name}"):
+            y = labels[start : start + params.sample_batch_size].to(device)
+            x = torch.randn(len(y), config.in_channels, config.input_size, config.input_size, generator=generator).to(device)
+            velocity = guided(model, y, config.num_classes, params.cfg_scale, params.cfg_interval_start, params.cfg_channels)
+            with torch.no_grad():
+                if params.sampler == "adaptive":
+                    z, _ = sample_adaptive(velocity, x)
+                else:
+                    z = sample_ode(velocity, x, grid, params.sampler)
+                decoded = ctx.tokenizer.decode((z * std.to(device) + mean.to(device)).to(ctx.tokenizer.dtype)).float()
+            images.append(to_uint8(decoded, rounding="round").permute(0, 2, 3, 1).cpu().numpy())
+        from tokbench.report.plots import SAMPLES_FILE
+
+        np.savez(out / SAMPLES_FILE, arr_0=np.concatenate(images), labels=labels.numpy())
+
+    def _score(self, ctx, samples_dir):
+        import numpy as np
+        import torch
+
+        from tokbench.metrics.frechet import feature_statistics, frechet_distance
+        from tokbench.metrics.inception import load_fid_extractor
+        from tokbench.metrics.perceptual import MetricUnavailable
+        from tokbench.report.plots import SAMPLES_FILE
+        from tokbench.tasks.fid_reference import reference_features
+
+        params = self.params
+        extractor = load_fid_extractor(str(self.fid_weights()), device=ctx.build.device)
+        reference, _ = reference_features(ctx, extractor, params.num_reference, params.shard_size, params.extract_batch_size)
+        with np.load(samples_dir / SAMPLES_FILE) as data:
+            samples = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).contiguous()
+        features = torch.cat([extractor(chunk) for chunk in samples.split(params.extract_batch_size)]).numpy()
+        metrics: dict[str, float | None] = {}
+        unavailable: dict[str, str] = {}
+        wanted = set(params.metrics)
+        if "gfid" in wanted:
+            metrics["gfid"] = frechet_distance(*feature_statistics(reference), *feature_statistics(features))
+        if {"precision", "recall"} & wanted:
+            from tokbench.metrics.prdc import precision_recall
+
+            precision, recall = precision_recall(reference, features)
+            if "precision" in wanted:
+                metrics["precision"] = precision
+            if "recall" in wanted:
+                metrics["recall"] = recall
+        if "inception_score" in wanted:
+            try:
+                extractor.logits(samples[:1])
+            except MetricUnavailable as reason:
+                metrics["inception_score"] = None
+                unavailable["inception_score"] = str(reason)
+        evaluator = {"protocol": self.protocol_version, "fid": extractor.identity, "reference": ctx.dataset_name,
+                     "num_reference": int(len(reference)), "precision_recall_k": 3, "rounding": "round"}
+        return metrics, unavailable, evaluator
+
+
+def _patch_size(side: int, target_tokens: int) -> int:
+    """The patch that gives ``target_tokens`` tokens on a side x side latent (the nearest count otherwise)."""
+    grid = math.isqrt(target_tokens)
+    candidates = [p for p in range(1, side + 1) if side % p == 0]
+    return min(candidates, key=lambda p: (abs((side // p) ** 2 - target_tokens), p)) if grid * grid else 1

@@ -1,0 +1,66 @@
+"""Parameters of the equal-FLOPs generation task (torch-free: validated in suites)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+GenerationMetric = Literal["gfid", "precision", "recall", "inception_score"]
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # ---- the generator and its compute ------------------------------------------------------
+    model: Literal["micro", "tiny", "B", "L", "XL", "1p0B", "1p6B"] = Field("XL", description="LightningDiT size")
+    target_tokens: PositiveInt = Field(
+        256, description="patch size per tokenizer so that every latent gives this many tokens (f16 at 256 px: p = 1)"
+    )
+    training_flops: PositiveFloat | None = Field(
+        None, description="the budget every tokenizer's generator spends (steps = budget / (3 x forward FLOPs x batch))"
+    )
+    steps: PositiveInt | None = Field(None, description="fixed optimizer steps instead of a FLOP budget")
+    batch_size: PositiveInt = 1024
+    lr: PositiveFloat = 2e-4
+    ema_decay: float = Field(0.9999, ge=0, lt=1)
+    class_dropout: float = Field(0.1, ge=0, lt=1)
+    cosine_loss: bool = True
+    grad_clip: PositiveFloat | None = None
+    seed: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16"] = Field("bf16", description="autocast on GPU (CPU trains in fp32)")
+    latent_normalization: Literal["per-channel", "tokenizer", "none"] = Field(
+        "per-channel",
+        description="per-channel: mean/std of the training latents (LightningDiT); tokenizer: the plugin's own "
+        "statistics; none: raw latents",
+    )
+
+    # ---- noise shift (logit units toward noise; 'auto' = RAE's rule from the latent size) ----------
+    train_shift: float | Literal["auto"] = "auto"
+    train_sigma: NonNegativeFloat = Field(1.0, description="logit-normal sigma of training times (0: uniform)")
+    sample_shift: float | Literal["auto"] = "auto"
+
+    # ---- sampling ------------------------------------------------------------------------------------
+    sampler: Literal["euler", "heun", "adaptive"] = "euler"
+    sample_steps: PositiveInt = Field(249, description="ODE steps (LightningDiT: 250 grid points = 249 Euler steps)")
+    cfg_scale: float = Field(1.0, ge=1.0)
+    cfg_interval_start: float = Field(0.0, ge=0, le=1, description="no guidance for t below this (high noise)")
+    cfg_channels: Literal["all", "legacy3"] = Field(
+        "all", description="legacy3 guides only the first 3 channels, as the released LightningDiT/VTP code (reproduction only)"
+    )
+    num_samples: PositiveInt = Field(50_000, description="generated images scored (FID depends on N)")
+    labels: Literal["balanced", "uniform"] = Field("balanced", description="balanced: equal count per class, shuffled")
+    sample_batch_size: PositiveInt = 64
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["gfid", "precision", "recall", "inception_score"])
+    num_reference: PositiveInt | None = Field(None, description="reference images from the evaluation dataset (default: all)")
+    extract_batch_size: PositiveInt = 64
+    shard_size: PositiveInt = Field(1024, description="images per committed shard of latents / features")
+    fid_weights: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "GenerationParams":
+        if (self.training_flops is None) == (self.steps is None):
+            raise ValueError("give exactly one of training_flops (equal-compute comparisons) or steps")
+        return self
