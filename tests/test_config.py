@@ -160,3 +160,9 @@ def test_cli_validate_quickstart():
     result = run_cli("validate", str(REPO / "suites" / "quickstart.yaml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: suite 'quickstart'")
+
+
+@pytest.mark.parametrize("suite", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_suite_validates(suite):
+    result = run_cli("validate", str(suite))
+    assert result.returncode == 0, result.stderr
