@@ -13,7 +13,6 @@ from tokbench.understanding.heads import (
     BATCHNORM_EPS,
     LARS_ETA,
     HeadGridSpec,
-    learning_rate_grid,
     train_head_grid,
 )
 
@@ -139,7 +138,9 @@ def test_accuracy_counts_topk():
 
 
 def test_dinov2_learning_rates():
-    assert learning_rate_grid() == (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
+    from tokbench.tasks.understanding_params import DINOV2_LEARNING_RATES
+
+    assert DINOV2_LEARNING_RATES == (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
 
 @pytest.mark.parametrize(

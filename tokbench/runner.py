@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tokbench.config import Suite, suite_to_yaml
+from tokbench.config import Suite
 from tokbench.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
 from tokbench.store import Store, write_json_atomic
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,7 +144,8 @@ class DiTTrainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def save(self) -> Path:
-        assert self.work_dir is not None
+        if self.work_dir is None:
+            raise ValueError("this trainer has no work_dir to save checkpoints in; pass work_dir=... to resume later")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / self.CHECKPOINT
         tmp = path.with_suffix(".tmp")
@@ -173,7 +173,7 @@ class DiTTrainer:
         """A checkpoint in LightningDiT's own layout ({"model", "ema", "opt", "config"})."""
         path = Path(path)
         torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
-                    "config": json.loads(json.dumps(self.model.config.to_dict()))}, path)
+                    "config": self.model.config.to_dict()}, path)
         return path
 
 

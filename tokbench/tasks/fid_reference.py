@@ -7,7 +7,8 @@ The reference is exactly the dataset's uint8 images (its crop and resolution); f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +19,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: bump when the reference features of the same images and weights would change
 REFERENCE_VERSION = "fid-reference-v1"
+
+
+class UsesFIDWeights:
+    """For tasks whose params have ``fid_weights``: the weights file, resolved once, and its
+    content hash as a key input (other weights, other numbers)."""
+
+    _fid_weights: Path | None = None
+
+    def fid_weights(self) -> Path:
+        from tokbench.metrics.inception import resolve_fid_weights
+
+        if self._fid_weights is None:
+            self._fid_weights = resolve_fid_weights(self.params.fid_weights)  # type: ignore[attr-defined]
+        return self._fid_weights
+
+    def fid_key_inputs(self) -> dict[str, Any]:
+        from tokbench.hashing import file_identity
+
+        return {"fid_weights_sha256": file_identity(self.fid_weights())}
 
 
 def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_size: int, batch_size: int) -> tuple[np.ndarray, str]:

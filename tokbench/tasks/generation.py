@@ -21,43 +21,28 @@ Protocol ``gfid-v1``:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tokbench.errors import TokbenchError
 from tokbench.tasks.base import Task, TaskContext, TaskOutput
+from tokbench.tasks.fid_reference import UsesFIDWeights
 from tokbench.tasks.generation_params import GenerationParams
 
 
-class GenerationTask(Task):
+class GenerationTask(UsesFIDWeights, Task):
     protocol_version = "gfid-v1"
     params: GenerationParams
 
-    def __init__(self, params: GenerationParams):
-        super().__init__(params)
-        self._fid_weights = None
-
-    def fid_weights(self):
-        from tokbench.metrics.inception import resolve_fid_weights
-
-        if self._fid_weights is None:
-            self._fid_weights = resolve_fid_weights(self.params.fid_weights)
-        return self._fid_weights
-
     def key_inputs(self) -> dict[str, Any]:
-        from tokbench.hashing import file_identity
-
-        return {"fid_weights_sha256": file_identity(self.fid_weights())}
+        return self.fid_key_inputs()
 
     def run(self, ctx: TaskContext) -> TaskOutput:
         import time
 
-        import numpy as np
         import torch
 
         from tokbench.generation.flops import forward_flops, training_flops_per_image
         from tokbench.generation.transport import NoiseSchedule, default_noise_shift
-        from tokbench.hashing import content_key
         from tokbench.understanding.features import FeatureRequest, extract_features
 
         params = self.params
@@ -262,7 +247,6 @@ class GenerationTask(Task):
 
 
 def _patch_size(side: int, target_tokens: int) -> int:
-    """The patch that gives ``target_tokens`` tokens on a side x side latent (the nearest count otherwise)."""
-    grid = math.isqrt(target_tokens)
-    candidates = [p for p in range(1, side + 1) if side % p == 0]
-    return min(candidates, key=lambda p: (abs((side // p) ** 2 - target_tokens), p)) if grid * grid else 1
+    """The patch (a divisor of ``side``) whose token count is nearest ``target_tokens``; ties: the smaller patch."""
+    divisors = [p for p in range(1, side + 1) if side % p == 0]
+    return min(divisors, key=lambda p: (abs((side // p) ** 2 - target_tokens), p))

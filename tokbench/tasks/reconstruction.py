@@ -16,37 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from tokbench.tasks.base import Task, TaskContext, TaskOutput
+from tokbench.tasks.fid_reference import UsesFIDWeights
 from tokbench.tasks.reconstruction_params import ReconstructionParams
 
 
 PREVIEW_IMAGES = 8
 
 
-class ReconstructionTask(Task):
+class ReconstructionTask(UsesFIDWeights, Task):
     protocol_version = "rfid-v1"
     params: ReconstructionParams
-
-    def __init__(self, params: ReconstructionParams):
-        super().__init__(params)
-        self._fid_weights: Path | None = None
 
     @property
     def wants_fid(self) -> bool:
         return bool({"rfid", "kid"} & set(self.params.metrics))
 
-    def fid_weights(self) -> Path:
-        from tokbench.metrics.inception import resolve_fid_weights
-
-        if self._fid_weights is None:
-            self._fid_weights = resolve_fid_weights(self.params.fid_weights)
-        return self._fid_weights
-
     def key_inputs(self) -> dict[str, Any]:
-        if not self.wants_fid:
-            return {}
-        from tokbench.hashing import file_identity
-
-        return {"fid_weights_sha256": file_identity(self.fid_weights())}
+        return self.fid_key_inputs() if self.wants_fid else {}
 
     # ---- run -------------------------------------------------------------------
     def run(self, ctx: TaskContext) -> TaskOutput:

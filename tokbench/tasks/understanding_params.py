@@ -85,14 +85,15 @@ class ProbeRecipe:
         return names + (("block-1.patch_mean",) if variant.endswith("+avg") else ())
 
 
-_DINOV2_LRS = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
+#: DINOv2's 13 base learning rates (dinov2/eval/linear.py), scaled by batch/256
+DINOV2_LEARNING_RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
 #: DINOv2 dinov2/eval/linear.py; MAE main_linprobe.py; the bottleneck protocol = DINOv2's
 #: optimiser on the pooled latent the generator sees (VTP's scaling plots).
 PROBE_DEFAULTS: dict[str, dict] = {
-    "bottleneck": dict(variants=("latent",), learning_rates=_DINOV2_LRS, optimizer="sgd", batchnorm=False,
+    "bottleneck": dict(variants=("latent",), learning_rates=DINOV2_LEARNING_RATES, optimizer="sgd", batchnorm=False,
                        batch_size=1024, iterations=12500, epochs=None, warmup_epochs=0.0, crop="dataset"),
-    "dinov2": dict(variants=("cls", "cls+avg", "cls4", "cls4+avg"), learning_rates=_DINOV2_LRS, optimizer="sgd",
+    "dinov2": dict(variants=("cls", "cls+avg", "cls4", "cls4+avg"), learning_rates=DINOV2_LEARNING_RATES, optimizer="sgd",
                    batchnorm=False, batch_size=1024, iterations=12500, epochs=None, warmup_epochs=0.0,
                    crop="center-0.875"),
     "mae": dict(variants=("cls",), learning_rates=(0.1,), optimizer="lars", batchnorm=True, batch_size=16384,

@@ -226,11 +226,5 @@ def train_head_grid(
     )
 
 
-def learning_rate_grid(kind: Literal["dinov2"] = "dinov2") -> tuple[float, ...]:
-    """DINOv2's 13 base learning rates (``dinov2/eval/linear.py``), 1e-5 .. 0.1."""
-    del kind
-    return tuple(float(f"{m}e{e}") for e in range(-5, -1) for m in (1, 2, 5)) + (0.1,)
-
-
 def epochs_to_iterations(epochs: float, num_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * num_samples / min(batch_size, num_samples)))
