@@ -4,6 +4,8 @@ Exactly one source of weights::
 
     params: {pretrained: stabilityai/sd-vae-ft-ema}          # hub id (needs the hub cache or internet)
     params: {pretrained: /data/vae/sd-vae-ft-ema}            # local diffusers directory
+    params: {checkpoint: va-vae-f16d32}                      # VA-VAE release (LDM layout, hub cache or internet)
+    params: {checkpoint: /data/vavae.pt, latent_stats: /data/latents_stats.pt}   # local LDM-layout file
     params: {preset: tiny}                                   # trained from scratch on shapes
     params: {preset: tiny, train: {steps: 1000}}             # ... with other training settings
 """
@@ -105,6 +107,14 @@ class VAEParams(BaseModel):
     pretrained: str | None = Field(None, min_length=1)
     subfolder: str | None = Field(None, min_length=1)
     revision: str | None = Field(None, min_length=1)
+    #: an LDM-layout KL-VAE checkpoint (VA-VAE's Lightning ``.pt``): a release name (see
+    #: ``presets.RELEASES``) or a local file
+    checkpoint: str | None = Field(None, min_length=1)
+    #: per-channel latent statistics (``latents_stats.pt``: ``mean`` and ``std``, (1, C, 1, 1));
+    #: a release brings its own. Used by generation with ``latent_normalization: tokenizer``.
+    latent_stats: str | None = Field(None, min_length=1)
+    #: image size the checkpoint was trained at (``checkpoint`` only; VA-VAE: 256)
+    resolution: int = Field(256, ge=8)
     #: train from scratch with this plugin (weights cached in the store)
     preset: Literal["tiny"] | None = None
     #: encode to a posterior sample (seeded by ``seed``) instead of its mode
@@ -116,24 +126,63 @@ class VAEParams(BaseModel):
 
     @model_validator(mode="after")
     def _check_source(self) -> "VAEParams":
-        if self.pretrained is None and self.preset is None:
+        sources = [f"{name}: {getattr(self, name)}" for name in ("pretrained", "checkpoint", "preset") if getattr(self, name) is not None]
+        if not sources:
             raise ValueError(
-                "set one weight source: `pretrained: <local diffusers dir or hub id, e.g. stabilityai/sd-vae-ft-ema>` "
+                "set one weight source: `pretrained: <local diffusers dir or hub id, e.g. stabilityai/sd-vae-ft-ema>`, "
+                f"`checkpoint: <LDM-layout file or release: {', '.join(presets.RELEASES)}>` "
                 f"or `preset: tiny` (trained from scratch); presets: {', '.join(presets.PRESETS)}"
             )
-        if self.pretrained is not None and self.preset is not None:
+        if len(sources) > 1:
             raise ValueError(
-                f"`pretrained: {self.pretrained}` and `preset: {self.preset}` are both set; keep exactly one "
-                "(pretrained loads existing weights, preset trains new ones)"
+                f"{' and '.join(f'`{s}`' for s in sources)} are {'both' if len(sources) == 2 else 'all'} set; keep exactly one (pretrained: a diffusers "
+                "AutoencoderKL; checkpoint: an LDM-layout file such as VA-VAE's; preset: trained here)"
             )
-        if self.preset is not None:
+        if self.pretrained is None:
             extra = [name for name in ("subfolder", "revision") if getattr(self, name) is not None]
             if extra:
-                raise ValueError(f"{' and '.join(extra)} only apply to `pretrained`; remove them for `preset: {self.preset}`")
+                raise ValueError(f"{' and '.join(extra)} only apply to `pretrained`; remove them")
+        if self.checkpoint is None:
+            if self.latent_stats is not None:
+                raise ValueError("`latent_stats` only applies to `checkpoint` (LDM-layout VAEs such as VA-VAE); remove it")
+            if self.resolution != 256:
+                raise ValueError("`resolution` only applies to `checkpoint`; diffusers configs and presets carry their own")
         # Compared with the defaults (not "was it given") so a dumped model validates again.
-        if self.pretrained is not None and self.train != TinyTrainParams():
-            raise ValueError("`train` only applies to `preset: tiny`; remove it when loading `pretrained` weights")
+        if self.preset is None and self.train != TinyTrainParams():
+            raise ValueError("`train` only applies to `preset: tiny`; remove it when loading existing weights")
+        if self.checkpoint is not None:
+            self.checkpoint_file()  # a missing local path fails at validation, naming the fix
         return self
+
+    def release(self) -> dict[str, str] | None:
+        """The ``presets.RELEASES`` entry named by ``checkpoint``, or None for a local file."""
+        return presets.RELEASES.get(self.checkpoint) if self.checkpoint is not None else None
+
+    def checkpoint_file(self) -> Path | None:
+        """The local file named by ``checkpoint`` (None for a release name, fetched through the hub).
+        MissingAssetError for a path that does not exist."""
+        if self.checkpoint is None or self.release() is not None:
+            return None
+        path = Path(self.checkpoint).expanduser()
+        if not path.is_file():
+            raise MissingAssetError(
+                f"KL-VAE checkpoint {str(path)!r} does not exist. `checkpoint` takes an LDM-layout file (e.g. VA-VAE's "
+                "vavae-imagenet256-f16d32-dinov2.pt: `huggingface-cli download hustvl/vavae-imagenet256-f16d32-dinov2 "
+                f"--local-dir <dir>`) or a release name: {', '.join(presets.RELEASES)}"
+            )
+        return path
+
+    def latent_stats_file(self) -> Path | None:
+        """The local ``latent_stats`` file (None when unset or when the release brings it)."""
+        if self.latent_stats is None:
+            return None
+        path = Path(self.latent_stats).expanduser()
+        if not path.is_file():
+            raise MissingAssetError(
+                f"latent_stats file {str(path)!r} does not exist; VA-VAE's is latents_stats.pt in the hub repo "
+                "hustvl/vavae-imagenet256-f16d32-dinov2 (a dict with `mean` and `std`, each (1, 32, 1, 1))"
+            )
+        return path
 
     # ---- planning hooks (no torch) -------------------------------------------
     def needs_preparation(self) -> bool:
@@ -159,6 +208,9 @@ class VAEParams(BaseModel):
     def identity_files(self) -> list[str]:
         """Local files whose content identifies the weights: config.json and the weight
         files of a local ``pretrained`` directory; [] for hub ids and presets."""
+        if self.checkpoint is not None:
+            files = [self.checkpoint_file(), self.latent_stats_file()]
+            return [str(f.resolve()) for f in files if f is not None]
         directory = self.local_dir()
         if directory is None:
             return []

@@ -16,7 +16,7 @@ def tokbench_register_tokenizers(register):
         params="tokbench_vae.params:VAEParams",
         capabilities={"encode", "decode"},
         description=(
-            "KL-VAE (diffusers AutoencoderKL): pretrained from a local diffusers directory or a hub id "
-            "(e.g. stabilityai/sd-vae-ft-ema), or preset 'tiny' trained from scratch on shapes"
+            "KL-VAE (diffusers AutoencoderKL): SD-VAE & co. from a diffusers directory or hub id, VA-VAE and other "
+            "LDM-layout checkpoints (checkpoint: va-vae-f16d32 or a file), or preset 'tiny' trained from scratch on shapes"
         ),
     )

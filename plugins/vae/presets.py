@@ -14,6 +14,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PRESETS = ("tiny",)
 
+#: Released LDM-layout KL-VAE checkpoints, usable as ``checkpoint: <name>``: hub repo, weight
+#: file and per-channel latent statistics (fetched through the hub cache, or downloaded online).
+RELEASES: dict[str, dict[str, str]] = {
+    "va-vae-f16d32": {
+        "repo": "hustvl/vavae-imagenet256-f16d32-dinov2",
+        "file": "vavae-imagenet256-f16d32-dinov2.pt",
+        "latent_stats": "latents_stats.pt",
+    },
+}
+
 #: Default architecture of the tiny preset (also the defaults of TinyTrainParams).
 TINY_BLOCK_OUT_CHANNELS: tuple[int, ...] = (16, 32, 64)
 TINY_LAYERS_PER_BLOCK = 1

@@ -23,7 +23,8 @@ import torch
 from tokbench.api import Capability, LatentSpec, Tokenizer
 from tokbench.errors import MissingAssetError
 from tokbench.hashing import content_key, state_dict_fingerprint
-from tokbench.hub import download_hint, hub_offline
+from tokbench.checkpoints import read_latent_stats
+from tokbench.hub import download_hint, hub_file, hub_offline
 from tokbench_vae.params import VAEParams
 
 #: config keys that never change what encode/decode compute
@@ -58,6 +59,9 @@ class VAETokenizer(Tokenizer):
         self.scaling_factor = float(config.scaling_factor) if config.get("scaling_factor") is not None else 1.0
         self.shift_factor = float(config.shift_factor) if config.get("shift_factor") is not None else 0.0
         self.native_resolution = int(config.get("sample_size") or 256)
+        #: per-channel statistics file (LDM checkpoints such as VA-VAE); None: use the config's factors
+        self.latent_stats_path: Path | None = None
+        self._latent_stats = None
         if self.device.type == "cuda":
             torch.nn.Module.to(self.model, memory_format=torch.channels_last)
 
@@ -120,9 +124,22 @@ class VAETokenizer(Tokenizer):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def latent_normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (mean, std), each (1, C, 1, 1) float32 on the CPU, for generation's
+        ``(z - mean) / std``: the ``latents_stats.pt`` when there is one (VA-VAE), else the config's
+        ``shift_factor`` and ``1 / scaling_factor`` (SD-VAE: 0 and 1/0.18215)."""
+        if self._latent_stats is None:
+            if self.latent_stats_path is not None:
+                self._latent_stats = read_latent_stats(self.latent_stats_path, self.latent_channels)
+            else:
+                shape = (1, self.latent_channels, 1, 1)
+                self._latent_stats = (torch.full(shape, self.shift_factor), torch.full(shape, 1.0 / self.scaling_factor))
+        return self._latent_stats
+
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "latent_stats": str(self.latent_stats_path) if self.latent_stats_path is not None else None,
             "block_out_channels": list(self.block_out_channels),
             "latent_channels": self.latent_channels,
             "downsample": self.downsample,
@@ -245,6 +262,14 @@ def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLi
         params = VAEParams.model_validate(params)
     if params.pretrained is not None:
         model, source = load_autoencoder(params), params.pretrained
+    elif params.checkpoint is not None:
+        from tokbench_vae.ldm import load_ldm_autoencoder
+
+        path = resolve_checkpoint(params)
+        model, _ = load_ldm_autoencoder(path, sample_size=params.resolution)
+        tokenizer = VAETokenizer(model, params, source=str(path))
+        tokenizer.latent_stats_path = resolve_latent_stats(params)
+        return _finish(tokenizer, context)
     else:
         if context is not None:
             weights = context.cached(
@@ -266,6 +291,34 @@ def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLi
             return _finish(VAETokenizer(model, params, source=f"preset:{params.preset}"), context)
         model, source = AutoencoderKL.from_pretrained(str(weights), local_files_only=True, **_LOAD), str(weights)
     return _finish(VAETokenizer(model, params, source=source), context)
+
+
+def _release_file(params: VAEParams, filename: str) -> Path:
+    release = params.release()
+    try:
+        return hub_file(release["repo"], filename)
+    except Exception as error:  # noqa: BLE001 - reported with the fix
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise MissingAssetError(
+            f"{params.checkpoint}: {release['repo']}/{filename} is not in the local hub cache and cannot be downloaded "
+            f"here ({type(error).__name__}: {first_line}). Download it on a machine with internet: "
+            f"`huggingface-cli download {release['repo']} --local-dir <dir>`, then set `checkpoint: <dir>/{release['file']}` "
+            f"and `latent_stats: <dir>/{release['latent_stats']}`"
+        ) from error
+
+
+def resolve_checkpoint(params: VAEParams) -> Path:
+    """The checkpoint file: the local path, or the release's file from the hub cache / network."""
+    local = params.checkpoint_file()
+    return local if local is not None else _release_file(params, params.release()["file"])
+
+
+def resolve_latent_stats(params: VAEParams) -> Path | None:
+    """The ``latents_stats.pt`` to use: the given file, else the release's, else None."""
+    local = params.latent_stats_file()
+    if local is not None or params.release() is None:
+        return local
+    return _release_file(params, params.release()["latent_stats"])
 
 
 def _check_trained_with(directory: Path, params: VAEParams) -> None:

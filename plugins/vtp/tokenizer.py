@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from tokbench.api import Capability, CapabilityError, LatentSpec, Tokenizer
+from tokbench.checkpoints import read_latent_stats
 from tokbench.hashing import file_identity, state_dict_fingerprint
 from tokbench.suggest import did_you_mean
 from tokbench_vtp.checkpoint import CONFIG_NAME, load_official, resolve_checkpoint
@@ -216,7 +217,7 @@ class VTPTokenizer(Tokenizer):
         if self.params is None or self.params.latent_stats is None:
             return None
         if self._latent_stats is None:
-            self._latent_stats = load_latent_stats(self.params.latent_stats_path(), self.arch.bottleneck)
+            self._latent_stats = read_latent_stats(self.params.latent_stats_path(), self.arch.bottleneck, LATENT_STATS_HINT)
         return self._latent_stats
 
     def describe(self) -> dict[str, Any]:
@@ -255,29 +256,6 @@ class VTPTokenizer(Tokenizer):
         if method not in self._compiled:
             self._compiled[method] = torch.compile(function)
         return self._compiled[method]
-
-
-def load_latent_stats(path: str | Path, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) from an official ``latents_stats.pt``, checked against the latent width."""
-    try:
-        stats = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - reported with what was expected
-        raise ValueError(f"could not read latent_stats {str(path)!r}: {error}; {LATENT_STATS_HINT}") from error
-    if not isinstance(stats, dict) or not {"mean", "std"} <= set(stats):
-        found = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
-        raise ValueError(f"latent_stats {str(path)!r} must hold a dict with `mean` and `std`, found {found}; {LATENT_STATS_HINT}")
-    out = []
-    for key in ("mean", "std"):
-        value = torch.as_tensor(stats[key]).float()
-        if value.numel() != channels:
-            raise ValueError(
-                f"latent_stats {str(path)!r}: `{key}` has {value.numel()} values but this model's latent has "
-                f"{channels} channels (stats of another model?)"
-            )
-        out.append(value.reshape(1, channels, 1, 1))
-    if not bool((out[1] > 0).all()):
-        raise ValueError(f"latent_stats {str(path)!r}: `std` must be positive in every channel")
-    return out[0], out[1]
 
 
 def _config_image_size(weights: Path) -> int:

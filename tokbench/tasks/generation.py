@@ -43,6 +43,7 @@ class GenerationTask(UsesFIDWeights, Task):
 
         from tokbench.generation.flops import forward_flops, training_flops_per_image
         from tokbench.generation.transport import NoiseSchedule, default_noise_shift
+        from tokbench.hashing import state_dict_fingerprint
         from tokbench.understanding.features import FeatureRequest, extract_features
 
         params = self.params
@@ -93,7 +94,7 @@ class GenerationTask(UsesFIDWeights, Task):
 
         # 3. training (resumable), the EMA checkpoint kept in the store
         training_inputs = {"latents": table.key, "config": config.to_dict(), "steps": steps, "batch": batch,
-                           "normalization": params.latent_normalization, "noise": [noise.train_shift, noise.train_sigma],
+                           "normalization": [params.latent_normalization, state_dict_fingerprint({"mean": mean, "std": std})], "noise": [noise.train_shift, noise.train_sigma],
                            "recipe": params.model_dump(include={"lr", "ema_decay", "class_dropout", "cosine_loss", "grad_clip",
                                                                 "seed", "precision"}), "version": 1}
         history: list[dict] = []

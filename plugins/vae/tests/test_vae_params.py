@@ -17,6 +17,8 @@ def test_exactly_one_source():
         VAEParams()
     with pytest.raises(ValidationError, match="both set; keep exactly one"):
         VAEParams(pretrained="stabilityai/sd-vae-ft-ema", preset="tiny")
+    with pytest.raises(ValidationError, match="are all set; keep exactly one"):
+        VAEParams(pretrained="a/b", checkpoint="va-vae-f16d32", preset="tiny")
     assert VAEParams(preset="tiny").preset == "tiny"
     assert VAEParams(pretrained="stabilityai/sd-vae-ft-ema").pretrained == "stabilityai/sd-vae-ft-ema"
 

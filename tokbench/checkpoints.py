@@ -1,0 +1,136 @@
+"""Reading released checkpoint files safely, and strict loading with named problems.
+
+Released tokenizer checkpoints are often PyTorch-Lightning or argparse-laden pickles
+(taming VQGAN ``last.ckpt``, VA-VAE ``.pt``, LlamaGen ``vq_ds16_c2i.pt``). torch's
+``weights_only=True`` refuses them because they name globals such as
+``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`` or
+``argparse.Namespace``. :func:`read_checkpoint` never falls back to an unrestricted
+unpickler: it lists the foreign globals, registers an inert stand-in for each
+(:class:`ForeignObject`, which only records its constructor arguments and state) and
+loads again with ``weights_only=True``. Tensors come back exactly; no code from the file
+runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from tokbench.errors import MissingAssetError, TokbenchError
+
+
+class CheckpointFormatError(TokbenchError, ValueError):
+    """A checkpoint file does not hold what its format promises (keys, shapes, layout)."""
+
+
+class ForeignObject:
+    """Inert stand-in for a class a checkpoint names but tokbench does not trust.
+
+    Holds whatever the pickle handed it (``args``, ``kwargs``, ``state``); its
+    ``qualified_name`` says which global it replaced."""
+
+    qualified_name = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<foreign {self.qualified_name}>"
+
+
+def _stand_in(qualified_name: str) -> tuple[type, str]:
+    module, _, name = qualified_name.rpartition(".")
+    stub = type(name or "Foreign", (ForeignObject,), {"qualified_name": qualified_name, "__module__": module or "foreign"})
+    return stub, qualified_name
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint", how_to_get: str = "") -> Any:
+    """The object stored in a ``.safetensors``, ``.pt``, ``.pth`` or ``.ckpt`` file (CPU tensors).
+
+    Pickles are read with ``weights_only=True``; globals outside torch's allowlist become
+    :class:`ForeignObject` stand-ins instead of running code. A missing file raises
+    MissingAssetError naming ``what`` and ``how_to_get``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingAssetError(f"{what} {str(path)!r} does not exist" + (f"; {how_to_get}" if how_to_get else ""))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        if not foreign:
+            raise
+    with torch.serialization.safe_globals([_stand_in(name) for name in foreign]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def pick_state_dict(data: Any, prefer: Iterable[str] = ("ema", "model", "state_dict"), source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The tensor dict inside a loaded checkpoint: the first of ``prefer`` that is present
+    (training checkpoints nest it), else ``data`` itself when it is a flat tensor dict."""
+    if isinstance(data, Mapping):
+        for key in prefer:
+            if isinstance(data.get(key), Mapping):
+                return dict(data[key])
+        if data and all(isinstance(value, torch.Tensor) for value in data.values()):
+            return dict(data)
+    found = sorted(data)[:10] if isinstance(data, Mapping) else type(data).__name__
+    raise CheckpointFormatError(f"{source}: no state dict found (looked for {', '.join(prefer)}; found {found})")
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f" ... (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def strict_load(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` that names every missing, unexpected and
+    mis-shaped key (the first few of each) in one CheckpointFormatError."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [f"{key}: file {tuple(state[key].shape)} vs model {tuple(own[key].shape)}"
+                  for key in own if key in state and tuple(state[key].shape) != tuple(own[key].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {_listing(mismatched, 4)}")
+    if problems:
+        raise CheckpointFormatError(f"{source} does not match the expected layout: " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def read_latent_stats(path: str | Path, channels: int, hint: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std), each (1, C, 1, 1) float32, from a LightningDiT-style ``latents_stats.pt``
+    (a dict with ``mean`` and ``std``; VA-VAE and VTP ship these), checked against the
+    latent width ``channels``. ``hint`` says where the right file comes from."""
+    suffix = f"; {hint}" if hint else ""
+    try:
+        stats = read_checkpoint(path, what="latent_stats file", how_to_get=hint)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise CheckpointFormatError(f"could not read latent_stats {str(path)!r}: {error}{suffix}") from error
+    if not isinstance(stats, Mapping) or not {"mean", "std"} <= set(stats):
+        found = sorted(stats) if isinstance(stats, Mapping) else type(stats).__name__
+        raise CheckpointFormatError(f"latent_stats {str(path)!r} must hold a dict with `mean` and `std`, found {found}{suffix}")
+    out = []
+    for key in ("mean", "std"):
+        value = torch.as_tensor(stats[key]).float()
+        if value.numel() != channels:
+            raise CheckpointFormatError(
+                f"latent_stats {str(path)!r}: `{key}` has {value.numel()} values but this model's latent has "
+                f"{channels} channels (stats of another model?)"
+            )
+        out.append(value.reshape(1, channels, 1, 1))
+    if not bool((out[1] > 0).all()):
+        raise CheckpointFormatError(f"latent_stats {str(path)!r}: `std` must be positive in every channel")
+    return out[0], out[1]
