@@ -68,3 +68,42 @@ def test_params_need_a_budget_or_steps():
     with pytest.raises(ValueError, match="exactly one of training_flops"):
         GenerationParams(steps=10, training_flops=1e12)
     assert GenerationParams(steps=10).sample_steps == 249
+
+
+class _MeanColourExtractor:
+    """Stands in for the FID Inception: per-image mean colour, enough to check the npz handling."""
+
+    def __call__(self, images):
+        return images.float().mean(dim=(2, 3))
+
+
+def _reference_batch_task(path, **overrides):
+    return GenerationTask(GenerationParams(steps=1, reference_batch=str(path), **overrides))
+
+
+def test_adm_reference_batch_statistics_and_images(tmp_path):
+    import torch
+
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8, 3), dtype=np.uint8)
+    mu, sigma = np.arange(3.0), np.eye(3) * 2
+    np.savez(tmp_path / "ref.npz", arr_0=images, mu=mu, sigma=sigma)
+    context = TaskContext(build=BuildContext(store=Store(tmp_path / "s"), progress=False), tokenizer=None, tokenizer_name="t",
+                          tokenizer_fingerprint="f", dataset=None, dataset_name="val", unit_key="k")
+    features, stats, name = _reference_batch_task(tmp_path / "ref.npz")._reference_batch(context, _MeanColourExtractor())
+    expected = torch.from_numpy(images).permute(0, 3, 1, 2).float().mean(dim=(2, 3)).numpy()
+    assert np.allclose(features, expected) and stats[0] is not None and np.array_equal(stats[0], mu) and np.array_equal(stats[1], sigma)
+    assert name == "ref.npz (ADM reference batch)"
+    # without mu/sigma the statistics come from its images; num_reference takes the first N
+    np.savez(tmp_path / "images_only.npz", arr_0=images)
+    features, stats, _ = _reference_batch_task(tmp_path / "images_only.npz", num_reference=4)._reference_batch(context, _MeanColourExtractor())
+    assert len(features) == 4 and np.allclose(stats[0], expected[:4].mean(axis=0))
+    np.savez(tmp_path / "bad.npz", samples=images)
+    with pytest.raises(Exception, match="has no `arr_0` images"):
+        _reference_batch_task(tmp_path / "bad.npz")._reference_batch(context, _MeanColourExtractor())
+
+
+def test_missing_reference_batch_says_where_to_get_it(tmp_path):
+    from tokbench.errors import MissingAssetError
+
+    with pytest.raises(MissingAssetError, match="VIRTUAL_imagenet256_labeled.npz"):
+        GenerationParams(steps=1, reference_batch=str(tmp_path / "absent.npz"))

@@ -21,6 +21,7 @@ Protocol ``gfid-v1``:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tokbench.errors import TokbenchError
@@ -34,7 +35,12 @@ class GenerationTask(UsesFIDWeights, Task):
     params: GenerationParams
 
     def key_inputs(self) -> dict[str, Any]:
-        return self.fid_key_inputs()
+        inputs = self.fid_key_inputs()
+        if self.params.reference_batch is not None:
+            from tokbench.hashing import file_identity
+
+            inputs["reference_batch_sha256"] = file_identity(self.params.reference_batch)
+        return inputs
 
     def run(self, ctx: TaskContext) -> TaskOutput:
         import time
@@ -219,7 +225,11 @@ class GenerationTask(UsesFIDWeights, Task):
 
         params = self.params
         extractor = load_fid_extractor(str(self.fid_weights()), device=ctx.build.device)
-        reference, _ = reference_features(ctx, extractor, params.num_reference, params.shard_size, params.extract_batch_size)
+        if params.reference_batch is not None:
+            reference, reference_stats, reference_name = self._reference_batch(ctx, extractor)
+        else:
+            reference = reference_features(ctx, extractor, params.num_reference, params.shard_size, params.extract_batch_size)[0]
+            reference_stats, reference_name = feature_statistics(reference), ctx.dataset_name
         with np.load(samples_dir / SAMPLES_FILE) as data:
             samples = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).contiguous()
         features = torch.cat([extractor(chunk) for chunk in samples.split(params.extract_batch_size)]).numpy()
@@ -227,7 +237,7 @@ class GenerationTask(UsesFIDWeights, Task):
         unavailable: dict[str, str] = {}
         wanted = set(params.metrics)
         if "gfid" in wanted:
-            metrics["gfid"] = frechet_distance(*feature_statistics(reference), *feature_statistics(features))
+            metrics["gfid"] = frechet_distance(*reference_stats, *feature_statistics(features))
         if {"precision", "recall"} & wanted:
             from tokbench.metrics.prdc import precision_recall
 
@@ -242,9 +252,35 @@ class GenerationTask(UsesFIDWeights, Task):
             except MetricUnavailable as reason:
                 metrics["inception_score"] = None
                 unavailable["inception_score"] = str(reason)
-        evaluator = {"protocol": self.protocol_version, "fid": extractor.identity, "reference": ctx.dataset_name,
+        evaluator = {"protocol": self.protocol_version, "fid": extractor.identity, "reference": reference_name,
                      "num_reference": int(len(reference)), "precision_recall_k": 3, "rounding": "round"}
         return metrics, unavailable, evaluator
+
+
+    def _reference_batch(self, ctx, extractor):
+        """(features of its arr_0 images, (mu, sigma), name) of an ADM reference batch. ADM's
+        ``mu``/``sigma`` come from TensorFlow's Inception; tokbench's extractor is the PyTorch port
+        of the same network, so gFID against them is close to, not identical with, ADM's numbers."""
+        import numpy as np
+        import torch
+
+        params = self.params
+        path = Path(params.reference_batch).expanduser()
+        with np.load(path) as data:
+            if "arr_0" not in data.files:
+                raise TokbenchError(f"reference_batch {str(path)!r} has no `arr_0` images (found {data.files}); "
+                                    "expected an ADM evaluator reference batch")
+            images = data["arr_0"][: params.num_reference]
+            stats = (data["mu"], data["sigma"]) if {"mu", "sigma"} <= set(data.files) else None
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise TokbenchError(f"reference_batch {str(path)!r}: `arr_0` must be uint8 (N, H, W, 3), found "
+                                f"{images.dtype} {images.shape}")
+        tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
+        features = torch.cat([extractor(chunk.to(ctx.build.device)).cpu() for chunk in tensor.split(params.extract_batch_size)])
+        features = features.numpy().astype(np.float64)
+        from tokbench.metrics.frechet import feature_statistics
+
+        return features, stats if stats is not None else feature_statistics(features), f"{path.name} (ADM reference batch)"
 
 
 def _patch_size(side: int, target_tokens: int) -> int:

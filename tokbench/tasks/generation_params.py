@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from tokbench.errors import MissingAssetError
 
 GenerationMetric = Literal["gfid", "precision", "recall", "inception_score"]
 
@@ -58,9 +61,20 @@ class GenerationParams(BaseModel):
     extract_batch_size: PositiveInt = 64
     shard_size: PositiveInt = Field(1024, description="images per committed shard of latents / features")
     fid_weights: str | None = None
+    reference_batch: str | None = Field(
+        None,
+        description="an ADM evaluator reference batch (.npz, e.g. VIRTUAL_imagenet256_labeled.npz): gFID against its "
+        "`mu`/`sigma`, precision/recall against its `arr_0` images; default: the evaluation dataset's images",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "GenerationParams":
         if (self.training_flops is None) == (self.steps is None):
             raise ValueError("give exactly one of training_flops (equal-compute comparisons) or steps")
+        if self.reference_batch is not None and not Path(self.reference_batch).expanduser().is_file():
+            raise MissingAssetError(
+                f"reference_batch {self.reference_batch!r} does not exist; ADM's ImageNet-256 reference is "
+                "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz "
+                "(download it on a machine with internet and give its local path)"
+            )
         return self
