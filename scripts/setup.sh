@@ -7,6 +7,8 @@
 #
 #   bash scripts/setup.sh          # to run tokbench
 #   bash scripts/setup.sh --test   # also Debian's chromium + chromedriver for the HTML leaderboard test
+#                                  # and, as root, the one-node Slurm cluster the slurm tests run on
+#                                  # (slurm/local/start.sh; it fails when the cluster does not come up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -26,5 +28,11 @@ if [ "${1:-}" = "--test" ]; then
       echo "note: the HTML leaderboard browser test needs Debian's chromium and chromium-driver" \
            "(sudo apt-get install chromium chromium-driver); it is skipped without them" >&2
     fi
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    bash slurm/local/start.sh
+  elif ! command -v sinfo >/dev/null 2>&1; then
+    echo "note: the slurm tests need the local cluster: sudo bash slurm/local/start.sh" \
+         "(they are skipped on a machine without Slurm where you are not root)" >&2
   fi
 fi

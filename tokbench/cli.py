@@ -136,8 +136,15 @@ def plugin_new(name: str, directory: str, force: bool) -> None:
 @click.option("--store", "store_root", type=click.Path(file_okay=False), help="override store.root")
 @click.option("--dry-run", is_flag=True, help="print the plan and what is already in the store, run nothing")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
-def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root: str | None, dry_run: bool, no_progress: bool) -> None:
-    """Run a suite: every unit not already in the store, then print the results."""
+@click.option("--wait", "wait_", is_flag=True, help="slurm: stay until every job ended, then print the results")
+def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root: str | None, dry_run: bool, no_progress: bool,
+        wait_: bool) -> None:
+    """Run a suite: every unit not already in the store, then print the results.
+
+    With the slurm backend it submits what is ready (job arrays, afterok dependencies) and
+    returns; `tokbench status` follows the jobs, `--wait` stays until they end, and running
+    it again submits only what is neither in the store nor queued.
+    """
     from tokbench.launch.executors import describe_backend, launch
     from tokbench.planner import plan_suite
     from tokbench.runner import create_run, is_done, store_for
@@ -169,7 +176,21 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
         if outcome.error:
             click.secho(f"          {outcome.error}", fg=colour, err=True)
 
-    outcomes = launch(plan, run_dir, store, resolved.launcher, report=report, progress=not no_progress)
+    if resolved.launcher.backend == "slurm":
+        from tokbench.launch import slurm
+
+        submitted = slurm.submit(plan, run_dir, store, resolved)
+        ids = sorted({slurm_job.split("_")[0] for slurm_job in submitted.submitted.values()}, key=int)
+        click.echo(f"submitted {len(submitted.submitted)} unit(s) in {submitted.seconds:.2f}s"
+                   f"{' as job(s) ' + ', '.join(ids) if ids else ''}; {len(submitted.queued)} already queued, "
+                   f"{len(submitted.cached)} in the store")
+        if not wait_:
+            click.echo(f"run {run_dir.name}: follow it with `tokbench status --store {store.root}`, "
+                       "stop it with `tokbench cancel`")
+            return
+        outcomes = slurm.wait(plan, store, report=report, cached=set(submitted.cached))
+    else:
+        outcomes = launch(plan, run_dir, store, resolved.launcher, report=report, progress=not no_progress)
     click.echo(f"run {run_dir.name} finished in {time.time() - started:.1f}s")
     _print_results(store, [u.key for u in plan.units], resolved)
     failed = [o for o in outcomes if o.status in ("failed", "skipped")]
@@ -210,29 +231,72 @@ def _unavailable_notes(records) -> list[str]:
     return [f"n/a {note}" for note in notes]
 
 
-@cli.command()
-@click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory")
-@click.option("--run", "run_name", help="run name (default: the latest run)")
-def status(store_root: str | None, run_name: str | None) -> None:
-    """Show the units of a run and their state (done, running, failed, pending)."""
-    from tokbench.runner import latest_run, load_run, unit_state
+def _open_run(store_root: str | None, run_name: str | None):
+    from tokbench.runner import latest_run, load_run
     from tokbench.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     run_dir = store.root / "runs" / run_name if run_name else latest_run(store)
     if run_dir is None or not run_dir.exists():
         raise TokbenchError(f"no run found in {store.root / 'runs'}; start one with `tokbench run SUITE`")
-    _, plan, _ = load_run(run_dir)
+    suite, plan, _ = load_run(run_dir)
+    return store, run_dir, suite, plan
+
+
+_run_options = [
+    click.option("--store", "store_root", type=click.Path(file_okay=False), help="store directory"),
+    click.option("--run", "run_name", help="run name (default: the latest run)"),
+]
+
+
+def _with_run_options(function):
+    for option in reversed(_run_options):
+        function = option(function)
+    return function
+
+
+@cli.command()
+@_with_run_options
+def status(store_root: str | None, run_name: str | None) -> None:
+    """Show the units of a run and their state (done, running, failed, pending; Slurm job states)."""
+    from tokbench.runner import unit_state
+
+    store, run_dir, suite, plan = _open_run(store_root, run_name)
     counts: dict[str, int] = {}
     click.echo(f"run {run_dir.name}")
-    for unit in plan.units:
-        state = unit_state(store, run_dir, unit)
-        counts[state] = counts.get(state, 0) + 1
-        click.echo(f"  {state:8s} {unit.label}")
-        if state == "failed":
-            error = json.loads((run_dir / "units" / f"{unit.key}.json").read_text()).get("error")
-            click.secho(f"           {error}", fg="red")
+    if suite.launcher.backend == "slurm":
+        from tokbench.launch.slurm import unit_states
+
+        states = unit_states(plan, store)  # one squeue/sacct round for the whole run
+        for unit in plan.units:
+            state, job, error = states[unit.key]
+            counts[state] = counts.get(state, 0) + 1
+            click.echo(f"  {state:13s} {unit.label}{f'  (job {job})' if job else ''}")
+            if error:
+                for line in error.splitlines()[:6]:
+                    click.secho(f"                {line}", fg="red")
+    else:
+        for unit in plan.units:
+            state = unit_state(store, run_dir, unit)
+            counts[state] = counts.get(state, 0) + 1
+            click.echo(f"  {state:8s} {unit.label}")
+            if state == "failed":
+                error = json.loads((run_dir / "units" / f"{unit.key}.json").read_text()).get("error")
+                click.secho(f"           {error}", fg="red")
     click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+@cli.command()
+@_with_run_options
+def cancel(store_root: str | None, run_name: str | None) -> None:
+    """Cancel the queued and running Slurm jobs of a run (results already in the store stay)."""
+    from tokbench.launch.slurm import cancel as cancel_jobs
+
+    store, run_dir, suite, plan = _open_run(store_root, run_name)
+    if suite.launcher.backend != "slurm":
+        raise TokbenchError(f"run {run_dir.name} used the {suite.launcher.backend} backend; only Slurm jobs can be cancelled")
+    cancelled = cancel_jobs(plan, store)
+    click.echo(f"cancelled {len(cancelled)} job(s){': ' + ', '.join(cancelled) if cancelled else ''}")
 
 
 # ---- export ------------------------------------------------------------------------

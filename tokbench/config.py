@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from tokbench.errors import SuiteError
 from tokbench.hashing import content_key
+from tokbench.launch.resources import Resources
 from tokbench.plugins import Registry, get_registry, resolve
 from tokbench.report.tables import TableSpec
 from tokbench.suggest import did_you_mean, unknown_choice
@@ -37,7 +38,8 @@ class LauncherConfig(_Strict):
     max_workers: PositiveInt = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     timeout_min: PositiveInt = 24 * 60
-    profile: str | None = Field(None, description="Slurm cluster profile name (slurm/profiles/<name>.yaml)")
+    profile: str | None = Field(None, description="Slurm cluster profile name (slurm/profiles/<name>.yaml) or YAML path")
+    resources: Resources | None = Field(None, description="Slurm resources of every unit (tasks and tokenizers refine them)")
 
 
 class DatasetConfig(_Strict):
@@ -49,6 +51,7 @@ class TokenizerConfig(_Strict):
     plugin: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources | None = Field(None, description="Slurm resources of this tokenizer's prepare unit (training)")
 
 
 class TaskConfig(_Strict):
@@ -58,6 +61,7 @@ class TaskConfig(_Strict):
     train_dataset: str | None = Field(None, description="for tasks that train on one dataset and report on another (linear_probe)")
     tokenizers: list[str] | Literal["all"] = "all"
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources | None = Field(None, description="Slurm resources of this task's units")
 
     @property
     def display_name(self) -> str:
@@ -357,9 +361,34 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{source}: tasks: two tasks are named {duplicate!r}; give each a unique 'name'")
 
+    problems += _launcher_problems(suite, source)
+
     if problems:
         raise SuiteError(problems)
     return Suite.model_validate(resolved)
+
+
+def _launcher_problems(suite: Suite, source: str) -> list[str]:
+    """The Slurm profile exists and every unit's resources fit it (no-op for other backends)."""
+    if suite.launcher.backend != "slurm":
+        return []
+    from tokbench.errors import TokbenchError
+    from tokbench.launch.resources import check_fits, load_profile
+
+    if not suite.launcher.profile:
+        return [f"{source}: launcher.profile: the slurm backend needs a cluster profile "
+                "(slurm/profiles/<name>.yaml, e.g. profile: local for the test cluster); see docs/slurm.md"]
+    try:
+        profile = load_profile(suite.launcher.profile)
+    except TokbenchError as error:
+        return [f"{source}: {line}" for line in str(error).splitlines()]
+    base = (suite.launcher.resources or Resources()).over(profile.resources)
+    problems = check_fits(profile, base, f"{source}: launcher.resources")
+    for index, task in enumerate(suite.tasks):
+        problems += check_fits(profile, (task.resources or Resources()).over(base), f"{source}: tasks.{index}.resources")
+    for name, tokenizer in suite.tokenizers.items():
+        problems += check_fits(profile, (tokenizer.resources or Resources()).over(base), f"{source}: tokenizers.{name}.resources")
+    return problems
 
 
 def _train_dataset_problems(suite: Suite, task: TaskConfig, entry: Any, where: str) -> list[str]:

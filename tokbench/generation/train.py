@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -163,6 +164,8 @@ class DiTTrainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["opt"])
         self.step, self.history = int(state["step"]), list(state.get("history", []))
+        # in the job log: a requeued (preempted, timed-out) training unit shows where it picked up
+        print(f"[dit] resumed {path} at step {self.step} of {self.settings.steps}", file=sys.stderr, flush=True)
 
     def _autocast(self):
         if self.device.type == "cuda" and self.settings.precision == "bf16":

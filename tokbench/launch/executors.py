@@ -1,8 +1,9 @@
-"""Executors behind one seam: ``debug`` (in-process), ``local`` (subprocesses).
+"""Executors behind one seam: ``debug`` (in-process), ``local`` (subprocesses), ``slurm``.
 
-Both go through submitit, as the Slurm backend will: what is submitted is
-``execute_unit(run_dir, unit_key)``, two strings. Units run in dependency
-waves; a unit whose dependency failed is skipped with the reason.
+All go through submitit and submit two strings, ``(run_dir, unit_key)``, never a
+model. ``debug`` and ``local`` run the plan here, in dependency waves (a unit whose
+dependency failed is skipped with the reason); ``slurm`` submits job arrays with
+``afterok`` dependencies and returns (``tokbench.launch.slurm``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def make_executor(launcher: LauncherConfig, folder: Path):
+def make_executor(launcher: LauncherConfig, folder: Path, parameters: dict | None = None):
+    """The submitit executor of a backend; ``parameters`` (slurm): from ``resources.submitit_parameters``."""
     import submitit
 
     if launcher.backend == "debug":
@@ -35,16 +37,19 @@ def make_executor(launcher: LauncherConfig, folder: Path):
         executor = submitit.LocalExecutor(folder=str(folder))
         executor.update_parameters(timeout_min=launcher.timeout_min)
         return executor
-    raise TokbenchError(
-        f"launcher.backend {launcher.backend!r} is not available yet in this version; use 'debug' or 'local' "
-        "(Slurm support goes through the same seam and is tracked separately)"
-    )
+    if launcher.backend == "slurm":
+        executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+        executor.update_parameters(**(parameters or {}))
+        return executor
+    raise TokbenchError(f"launcher.backend: unknown backend {launcher.backend!r}; allowed: debug, local, slurm")
 
 
 def launch(
     plan: Plan, run_dir: Path, store: Store, launcher: LauncherConfig, report: Reporter | None = None, progress: bool = True
 ) -> list[Outcome]:
-    """Run every unit of the plan that is not already in the store."""
+    """Run every unit of the plan that is not already in the store (debug and local backends)."""
+    if launcher.backend == "slurm":
+        raise TokbenchError("the slurm backend submits and returns: use tokbench.launch.slurm.submit (and wait)")
     report = report or (lambda outcome: None)
     outcomes: dict[str, Outcome] = {}
     executor = None
@@ -100,6 +105,8 @@ def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConf
 
 
 def describe_backend(launcher: LauncherConfig) -> str:
+    if launcher.backend == "slurm":
+        return f"slurm (profile {launcher.profile})"
     if launcher.backend == "local":
         return f"local ({launcher.max_workers} worker(s), {_threads_per_worker(launcher.max_workers)} thread(s) each)"
     return f"{launcher.backend} (in-process, {sys.executable})"

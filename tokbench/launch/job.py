@@ -1,0 +1,46 @@
+"""What a Slurm job runs: one unit, named by (run directory, unit key).
+
+The callable pickles two strings, never a model or a tensor. It is submitit
+``Checkpointable``: on preemption or at the time limit submitit requeues the same
+two strings, and the unit picks up from what it left in the store (a training
+unit from its last checkpoint, an extraction unit from its last committed shard).
+A requeue by the cluster (``scontrol requeue``, node failure) re-runs it the same way.
+
+Unlike the in-process backends it raises when the unit fails, so Slurm records
+the job as FAILED, ``afterok`` dependents are cancelled, and submitit hands the
+error back to whoever waits on the job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import submitit
+
+
+class UnitFailed(RuntimeError):
+    """A unit failed inside its job; the message carries the error and the traceback."""
+
+
+class UnitJob(submitit.helpers.Checkpointable):
+    def __init__(self, run_dir: str, unit_key: str):
+        self.run_dir = str(run_dir)
+        self.unit_key = str(unit_key)
+
+    def __call__(self) -> dict[str, Any] | None:
+        from tokbench.runner import execute_unit
+
+        if os.environ.get("SLURM_PROCID", "0") != "0":
+            # Units commit to the store under a lock held by one process; until their code runs
+            # distributed (tokbench.launch.distributed), the other ranks of a multi-GPU job stay idle.
+            return None
+        restarts = os.environ.get("SLURM_RESTART_COUNT")
+        if restarts and restarts != "0":
+            print(f"[tokbench] unit {self.unit_key}: attempt {int(restarts) + 1} (requeued)", file=sys.stderr, flush=True)
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "0")) or None
+        outcome = execute_unit(self.run_dir, self.unit_key, threads, False)
+        if outcome["status"] == "failed":
+            raise UnitFailed(f"{outcome['label']}: {outcome['error']}\n{outcome.get('traceback') or ''}".rstrip())
+        return outcome
