@@ -26,14 +26,15 @@ class LDMSwish(torch.nn.Module):
 
 def use_ldm_numerics(model: torch.nn.Module) -> torch.nn.Module:
     """Make a diffusers conv autoencoder compute like the LDM reference code: ``LDMSwish`` for
-    every ``nn.SiLU`` and :class:`LDMAttentionProcessor` for attention (no weight changes)."""
-    for name, child in list(model.named_children()):
-        if isinstance(child, torch.nn.SiLU):
-            setattr(model, name, LDMSwish())
-        else:
-            use_ldm_numerics(child)
-    if hasattr(model, "set_attn_processor"):
-        model.set_attn_processor(LDMAttentionProcessor())
+    every ``nn.SiLU`` and :class:`LDMAttentionProcessor` for every attention (no weight changes)."""
+    from diffusers.models.attention_processor import Attention
+
+    for module in list(model.modules()):
+        if isinstance(module, Attention):
+            module.set_processor(LDMAttentionProcessor())
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.SiLU):
+                setattr(module, name, LDMSwish())
     return model
 
 
