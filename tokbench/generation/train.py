@@ -77,6 +77,20 @@ class DiTTrainer:
         self.model = model.to(self.device).train()
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         self.data, self.settings, self.noise = data, settings, noise
+        # DDP when a process group is up (torchrun, or tokbench.launch.distributed on Slurm): every
+        # rank draws the same global batch and trains on its slice; DDP averages the gradients, so
+        # N ranks take exactly the steps one process would take with the whole batch.
+        self.rank, self.world = _process_group()
+        self.forward_model = self.model
+        if self.world > 1:
+            global_batch = min(settings.batch_size, len(data))
+            if global_batch % self.world:
+                raise ValueError(f"batch size {global_batch} is not divisible by the {self.world} ranks; "
+                                 f"use a multiple of {self.world}")
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr, betas=(0.9, settings.beta2),
             weight_decay=settings.weight_decay, fused=self.device.type == "cuda",
@@ -108,9 +122,12 @@ class DiTTrainer:
         t = self.noise.sample_times(len(x1), generator).to(self.device)
         x0 = torch.randn(x1.shape, generator=generator).to(self.device)
         drop = (torch.rand(len(x1), generator=generator) < settings.class_dropout).to(self.device)
+        if self.world > 1:  # this rank's contiguous slice of the global batch
+            share = len(x1) // self.world
+            x1, labels, t, x0, drop = (v[self.rank * share:(self.rank + 1) * share] for v in (x1, labels, t, x0, drop))
         xt, target = interpolate(x1, x0, t)
         with self._autocast():
-            prediction = self.model(xt, t, labels, drop_labels=drop)
+            prediction = self.forward_model(xt, t, labels, drop_labels=drop)
         terms = flow_loss(prediction, target, cosine=settings.cosine_loss)
         loss = terms["loss"].mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -121,8 +138,14 @@ class DiTTrainer:
         self.optimizer.step()
         ema_update_(self.ema.parameters(), self.model.parameters(), settings.ema_decay)
         self.step += 1
-        record = {"step": self.step, "loss": float(loss.detach()),
-                  **{k: float(v.detach().mean()) for k, v in terms.items() if k != "loss"}}
+        logged = {"loss": loss.detach(), **{k: v.detach().mean() for k, v in terms.items() if k != "loss"}}
+        if self.world > 1:  # the global batch's means, as one process would log them
+            import torch.distributed as dist
+
+            values = torch.stack(list(logged.values()))
+            dist.all_reduce(values)
+            logged = dict(zip(logged, values / self.world))
+        record = {"step": self.step, **{k: float(v) for k, v in logged.items()}}
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         return record
@@ -145,10 +168,13 @@ class DiTTrainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def save(self) -> Path:
+        """Write the checkpoint (rank 0 only; the ranks hold identical state)."""
         if self.work_dir is None:
             raise ValueError("this trainer has no work_dir to save checkpoints in; pass work_dir=... to resume later")
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / self.CHECKPOINT
+        if self.rank != 0:
+            return path
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
                     "step": self.step, "config": self.model.config.to_dict(), "settings": asdict(self.settings),
@@ -178,6 +204,15 @@ class DiTTrainer:
         torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
                     "config": self.model.config.to_dict()}, path)
         return path
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the initialised default process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def latent_statistics(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
