@@ -1,0 +1,297 @@
+"""The plugin's own short training loop for the ``tiny`` preset.
+
+AdamW with linear warm-up and cosine decay, gradient clipping at 1; loss = L1 + MSE +
+VQ loss (codebook + beta-weighted commitment) (+ optional LPIPS, + optional PatchGAN with
+taming's adaptive weight from ``gan_start``) on ``shapes`` train images (random flips, and
+random crops for all but the last steps), images in [-1, 1]. Residual branches start at
+zero, the codebook starts from encoder outputs of the first batch, and codes left unused
+for a window of steps are restarted from current encoder outputs. The data pipeline
+and helpers are the vae plugin's (same crops, flips, PSNR). Returns the trained model, its
+architecture and a JSON-able summary (losses, held-out PSNR, codebook usage, wall time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from tokbench.errors import MissingAssetError
+from tokbench.training.tiny import ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources, zero_init_residuals
+from tokbench_vqgan.model import VQArchitecture, build_model
+from tokbench_vqgan.params import TinyTrainParams
+
+__all__ = ["DeadCodeRestart", "evaluate", "shapes_sources", "tiny_architecture", "train_tiny"]
+
+
+def tiny_architecture(train: TinyTrainParams) -> VQArchitecture:
+    """The tiny preset's model: attention at the lowest resolution and in the mid block, as in
+    taming and LlamaGen, so it can be saved in either official layout."""
+    levels = len(train.block_out_channels)
+    return VQArchitecture(
+        block_out_channels=tuple(train.block_out_channels), layers_per_block=train.layers_per_block,
+        latent_channels=train.latent_channels, codebook_size=train.codebook_size, codebook_dim=train.codebook_dim,
+        attention_levels=(levels - 1,) if train.attention else (), mid_attention=train.attention,
+        norm_num_groups=train.norm_num_groups, l2_norm=train.l2_norm, beta=train.beta, legacy_beta=train.legacy_beta,
+        sample_size=train.resolution,
+    )
+
+
+def lpips_loss(device: torch.device) -> torch.nn.Module:
+    """LPIPS-VGG on [-1, 1] images with the locally provided VGG16 (never downloaded);
+    missing weights are a MissingAssetError, never a silent skip."""
+    from tokbench.metrics.errors import MetricUnavailable
+    from tokbench.training.perceptual import LPIPSLoss
+
+    try:
+        return LPIPSLoss(input_space="signed").to(device)
+    except MetricUnavailable as error:
+        raise MissingAssetError(f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} (or set `train: {{lpips_weight: 0}}`)") from error
+
+
+def sample_codes(quantizer, latents: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` randomly chosen (slightly jittered) latent vectors of a (B, C, h, w) batch, as
+    codebook rows (unit length for an l2 codebook), on the codebook's device and dtype."""
+    vectors = quantizer.prepare(latents.detach()).reshape(-1, quantizer.vq_embed_dim).float().cpu()
+    pick = torch.randint(0, len(vectors), (count,), generator=generator)
+    # the jitter separates codes drawn from the same vector, so they do not stay tied
+    codes = vectors[pick] + 0.01 * vectors.std() * torch.randn(count, vectors.shape[1], generator=generator)
+    if quantizer.l2_norm:
+        codes = F.normalize(codes, dim=-1)
+    return codes.to(quantizer.embedding.weight)
+
+
+@torch.no_grad()
+def init_codebook_from_data(quantizer, latents: torch.Tensor, generator: torch.Generator) -> None:
+    """Set the codebook to randomly chosen (slightly jittered) latent vectors of one batch."""
+    quantizer.embedding.weight.copy_(sample_codes(quantizer, latents, quantizer.n_e, generator))
+
+
+class DeadCodeRestart:
+    """Dead-code restart: counts how often each code is chosen; every ``window`` observed steps,
+    the codes chosen zero times in that window get new values drawn from the current encoder
+    outputs, and their optimiser moments are cleared (stale Adam moments would push the new
+    code straight back where the dead one was)."""
+
+    def __init__(self, quantizer, window: int, generator: torch.Generator, optimizer: torch.optim.Optimizer | None = None):
+        self.quantizer = quantizer
+        self.window = window
+        self.generator = generator
+        self.optimizer = optimizer
+        self.counts = torch.zeros(quantizer.n_e, dtype=torch.long)
+        self.seen = 0
+        self.restarted = 0
+
+    def observe(self, indices: torch.Tensor, latents: torch.Tensor) -> int:
+        """Count one step's code ``indices``; at the end of a window restart the dead codes with
+        vectors of ``latents`` (B, C, h, w). Returns how many codes were restarted."""
+        self.counts += torch.bincount(indices.detach().reshape(-1).cpu(), minlength=self.quantizer.n_e)
+        self.seen += 1
+        if self.seen < self.window:
+            return 0
+        dead = (self.counts == 0).nonzero().flatten()
+        self.counts.zero_()
+        self.seen = 0
+        if len(dead):
+            self._restart(dead, latents)
+        self.restarted += len(dead)
+        return len(dead)
+
+    @torch.no_grad()
+    def _restart(self, dead: torch.Tensor, latents: torch.Tensor) -> None:
+        weight = self.quantizer.embedding.weight
+        rows = dead.to(weight.device)
+        weight[rows] = sample_codes(self.quantizer, latents, len(dead), self.generator)
+        state = self.optimizer.state.get(weight, {}) if self.optimizer is not None else {}
+        for moment in ("exp_avg", "exp_avg_sq"):
+            if moment in state:
+                state[moment][rows] = 0
+
+
+def param_groups(model, train: TinyTrainParams) -> list[dict[str, Any]]:
+    """The codebook (learning rate ``lr * codebook_lr_scale``) and everything else (``lr``)."""
+    codebook = model.quantize.embedding.weight
+    rest = [p for p in model.parameters() if p is not codebook]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": [codebook], "lr_scale": train.codebook_lr_scale}]
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def reconstruct(model, x: torch.Tensor):
+    """(reconstruction, VQ loss, pre-quant latent, indices) of images in [-1, 1]."""
+    h = model.encode(x).latents
+    z_q, vq_loss, (_, _, index) = model.quantize(h)
+    return model.decoder(model.post_quant_conv(z_q)), vq_loss, h, index
+
+
+@torch.no_grad()
+def evaluate(model, images_uint8: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Mean PSNR and L1 of quantised reconstructions, and codebook usage, on uint8 images (fp32)."""
+    from tokbench_vqgan.tokenizer import usage_statistics
+
+    device = next(model.parameters()).device
+    psnrs, l1s = [], []
+    counts = torch.zeros(model.quantize.n_e, dtype=torch.float64)
+    for start in range(0, len(images_uint8), batch_size):
+        x = images_uint8[start:start + batch_size].to(device).float() / 255.0
+        recon, _, _, index = reconstruct(model, x * 2 - 1)
+        recon = ((recon + 1) / 2).clamp(0, 1)
+        psnrs.append(psnr(x, recon).cpu())
+        l1s.append((recon - x).abs().flatten(1).mean(1).cpu())
+        counts += torch.bincount(index.cpu(), minlength=model.quantize.n_e).double()
+    return {"psnr": float(torch.cat(psnrs).mean()), "l1": float(torch.cat(l1s).mean()), **usage_statistics(counts)}
+
+
+def train_tiny(
+    train: TinyTrainParams,
+    train_images: ImageSource | torch.Tensor,
+    holdout_images: ImageSource | torch.Tensor | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    track: Track | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Train the tiny preset; returns ``(model (eval, on device), architecture, summary dict)``."""
+    from tokbench.training.discriminators import PatchGANDiscriminator
+    from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
+
+    started = time.time()
+    device = torch.device(device)
+    pool = train_images if isinstance(train_images, torch.Tensor) else images_tensor(train_images, train.num_images)
+    holdout = None
+    if holdout_images is not None:
+        holdout = holdout_images if isinstance(holdout_images, torch.Tensor) else images_tensor(holdout_images)
+    if pool.dtype != torch.uint8 or pool.ndim != 4 or pool.shape[1] != 3:
+        raise ValueError(f"training images must be uint8 (N,3,H,W), got {tuple(pool.shape)} {pool.dtype}")
+    if pool.shape[-1] % train.downsample or pool.shape[-2] % train.downsample:
+        raise ValueError(f"image size {tuple(pool.shape[-2:])} is not divisible by the downsampling factor {train.downsample}")
+    perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
+    arch = tiny_architecture(train)
+
+    with sensible_threads() as threads:
+        torch.manual_seed(train.seed)
+        model = build_model(arch)
+        if train.zero_init_residuals:
+            zero_init_residuals(model)
+        model = model.to(device).train()
+        discriminator = None
+        if train.gan_weight > 0:
+            discriminator = PatchGANDiscriminator(n_layers=train.disc_layers, base_channels=32, norm="batch").to(device).train()
+            disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=train.lr, betas=(0.5, 0.9), weight_decay=0.0)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        if train.compile:
+            model.encoder.compile()
+            model.decoder.compile()
+        optimizer = torch.optim.AdamW(param_groups(model, train), lr=train.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        generator = torch.Generator().manual_seed(train.seed)
+        restart = DeadCodeRestart(model.quantize, train.restart_window, generator, optimizer) if train.restart_dead_codes else None
+        pool = pool.to(device)
+        order = torch.randperm(len(pool), generator=generator)
+        cursor = 0
+        history: list[dict[str, float]] = []
+        steps: Iterable[int] = range(train.steps)
+        if track is not None:
+            steps = track(steps, "train vqgan tiny", train.steps)
+
+        for step in steps:
+            if cursor + train.batch_size > len(order):
+                order, cursor = torch.randperm(len(pool), generator=generator), 0
+            index = order[cursor:cursor + min(train.batch_size, len(order))]
+            cursor += len(index)
+            x = pool[index.to(device)]
+            crop = train.crop_size is not None and train.crop_size < min(x.shape[-2:])
+            if crop and step < train.steps - train.full_resolution_steps:
+                top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - train.crop_size + 1, (2,), generator=generator))
+                x = x[..., top:top + train.crop_size, left:left + train.crop_size]
+            x = x.float() / 127.5 - 1
+            flips = torch.rand(2, len(x), generator=generator) < 0.5
+            x = torch.where(flips[0].to(device)[:, None, None, None], x.flip(-1), x)
+            x = torch.where(flips[1].to(device)[:, None, None, None], x.flip(-2), x)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, train) * group["lr_scale"]
+            if step == 0 and train.init_codebook_from_data:
+                with torch.no_grad():
+                    init_codebook_from_data(model.quantize, model.encode(x).latents, generator)
+
+            with _autocast(device):
+                recon, vq_loss, latents, codes = reconstruct(model, x)
+                recon = recon.float()
+                l1 = (recon - x).abs().mean()
+                rec_loss = l1 + train.mse_weight * (recon - x).pow(2).mean() if train.mse_weight > 0 else l1
+                if perceptual is not None:
+                    rec_loss = rec_loss + train.lpips_weight * perceptual(recon, x)
+                loss = rec_loss + train.codebook_weight * vq_loss.float()
+                gan_on = discriminator is not None and gan_start_factor(step, train.gan_start) > 0
+                g_loss = torch.zeros(())
+                if gan_on:
+                    discriminator.requires_grad_(False)
+                    g_loss = hinge_g_loss(discriminator(recon))
+                    weight = adaptive_gan_weight(rec_loss, g_loss, model.decoder.conv_out.weight) * train.gan_weight
+                    loss = loss + weight * g_loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            if restart is not None:
+                restart.observe(codes, latents)
+            d_loss = torch.zeros(())
+            if gan_on:
+                discriminator.requires_grad_(True)
+                for group in disc_optimizer.param_groups:
+                    group["lr"] = lr_at(step, train)
+                with _autocast(device):
+                    d_loss = hinge_d_loss(discriminator(x), discriminator(recon.detach()))
+                disc_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                disc_optimizer.step()
+            history.append({"loss": loss.item(), "l1": l1.item(), "vq": vq_loss.item(), "g": g_loss.item(),
+                            "d": d_loss.item(), "codes": int(codes.unique().numel())})
+            if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
+                steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
+            if log is not None and (step + 1) % max(1, train.steps // 10) == 0:
+                recent = history[-max(1, train.steps // 10):]
+                log(
+                    f"vqgan tiny step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
+                    f"vq {history[-1]['vq']:.4f} codes/batch {history[-1]['codes']} lr {lr_at(step, train):.2e} "
+                    f"({time.time() - started:.0f}s)"
+                )
+
+        model.eval()
+        train_seconds = time.time() - started
+        tail = history[-max(1, min(20, len(history))):]
+        summary: dict[str, Any] = {
+            "steps": train.steps,
+            "batch_size": train.batch_size,
+            "device": str(device),
+            "threads": threads,
+            "train_seconds": round(train_seconds, 2),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "first_loss": history[0]["loss"],
+            "final_loss": sum(h["loss"] for h in tail) / len(tail),
+            "final_train_l1": sum(h["l1"] for h in tail) / len(tail),
+            "final_vq_loss": sum(h["vq"] for h in tail) / len(tail),
+            "restarted_codes": restart.restarted if restart is not None else 0,
+        }
+        train_eval = evaluate(model, pool[: min(len(pool), 64)].cpu() if device.type == "cpu" else pool[:64])
+        summary["train_psnr"] = round(train_eval["psnr"], 3)
+        if holdout is not None:
+            held = evaluate(model, holdout)
+            summary.update({"holdout_psnr": round(held["psnr"], 3), "holdout_l1": held["l1"], "holdout_images": len(holdout),
+                            "codebook_usage": round(held["codebook_usage"], 4), "code_perplexity": round(held["code_perplexity"], 1)})
+        summary["wall_seconds"] = round(time.time() - started, 2)
+    if log is not None:
+        log(f"vqgan tiny: {train.steps} steps in {summary['train_seconds']:.0f}s, train L1 {summary['final_train_l1']:.4f}"
+            + (f", held-out PSNR {summary['holdout_psnr']:.2f} dB, codebook usage {summary['codebook_usage']:.1%}" if holdout is not None else ""))
+    return model, arch, summary
