@@ -13,6 +13,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from tokbench.checkpoints import CheckpointFormatError
+from tokbench.checkpoints import strict_load as core_strict_load
 from tokbench.errors import MissingAssetError
 from tokbench.hub import download_hint, hub_file
 from tokbench_vtp.model.config import HEAD_DIM, VTPArchitecture
@@ -26,10 +28,6 @@ COMPONENT_PREFIXES = {
     "text": ("visual_proj.", "token_embedding.", "positional_embedding", "text_transformer.", "ln_final.",
              "text_projection", "logit_scale"),
 }
-
-
-class CheckpointFormatError(ValueError):
-    """The file is not a VTP inference checkpoint this plugin can load exactly."""
 
 
 def resolve_checkpoint(source: str, revision: str | None = None) -> Path:
@@ -183,27 +181,7 @@ def load_state_dict(path: str | Path, components: Iterable[str] = ("decoder", "t
 def strict_load(model: VTPModel, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load every tensor; any missing/unexpected key or shape mismatch is an error naming them.
     The RoPE ``periods`` keep the checkpoint's dtype (bf16)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        def head(items: list[str]) -> str:
-            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
-
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {head(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {head(unexpected)}")
-        if mismatched:
-            problems.append(f"shape mismatches: {head(mismatched)}")
-        raise CheckpointFormatError("checkpoint does not match the VTP architecture; " + "; ".join(problems))
-    model.load_state_dict(dict(state_dict), strict=True)
+    core_strict_load(model, state_dict, source="checkpoint (VTP architecture)")
     for name, buffer in model.named_buffers():
         if name.endswith("rope_embed.periods"):
             buffer.data = state_dict[name].detach().clone()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from tokbench.checkpoints import strict_load as core_strict_load
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.generation.model import SIZES, DiTConfig, LightningDiT
 
@@ -80,20 +81,7 @@ def infer_config(state: dict[str, torch.Tensor], num_heads: int | None = None) -
 
 def strict_load(model: LightningDiT, state: dict[str, torch.Tensor]) -> None:
     """Load with every key and shape checked; problems are listed by name."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        lines = []
-        if missing:
-            lines.append(f"missing keys ({len(missing)}): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-        if unexpected:
-            lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-        lines += mismatched[:8]
-        raise TokbenchError("LightningDiT checkpoint does not match the official layout: " + "; ".join(lines))
-    model.load_state_dict(state, strict=True)
+    core_strict_load(model, state, source="LightningDiT checkpoint (official layout)")
 
 
 def load_lightningdit(source: str | Path | dict[str, Any], num_heads: int | None = None) -> LightningDiT:

@@ -132,7 +132,7 @@ def test_unexpected_and_missing_keys_are_named(tmp_path):
         load_official(tmp_path / "broken.safetensors")
     del state["trunk.blocks.1.ls1.gamma"]
     save_file(state, str(tmp_path / "missing.safetensors"))
-    with pytest.raises(CheckpointFormatError, match=r"missing keys: trunk\.blocks\.1\.mlp\.w3\.bias"):
+    with pytest.raises(CheckpointFormatError, match=r"missing keys \(1\): trunk\.blocks\.1\.mlp\.w3\.bias"):
         load_official(tmp_path / "missing.safetensors")
 
 
