@@ -83,7 +83,37 @@ def _sdvae(tmp: Path):
     return build_vae({"pretrained": str(tmp / "sd-vae")}), None
 
 
-BUILDERS: dict[str, Callable[[Path], tuple]] = {"vtp-large": _vtp, "va-vae-f16d32": _vavae, "sd-vae-f8d4": _sdvae}
+def _vqgan(tmp: Path):
+    from tokbench_vqgan.formats import save_taming
+    from tokbench_vqgan.model import VQArchitecture, build_model
+    from tokbench_vqgan.tokenizer import build_vqgan
+
+    arch = VQArchitecture(block_out_channels=(128, 128, 256, 256, 512), layers_per_block=2, latent_channels=256,
+                          codebook_size=16384, codebook_dim=256, attention_levels=(4,))
+    path = tmp / "vqgan" / "last.ckpt"
+    save_taming(build_model(arch), arch, path)
+    return build_vqgan({"format": "taming", "checkpoint": str(path)}), None
+
+
+def _rae(tmp: Path):
+    from safetensors.torch import save_file
+
+    from tokbench_rae.decoder import GeneralDecoder
+    from tokbench_rae.encoder import create_timm_vit
+    from tokbench_rae.params import DEFAULT_ENCODER
+    from tokbench_rae.sizes import DecoderConfig
+    from tokbench_rae.tokenizer import build_rae
+
+    decoder = GeneralDecoder(DecoderConfig(latent_dim=768, hidden=1152, layers=28, heads=16, intermediate=4096, patch_size=16, grid=16))
+    torch.save(decoder.state_dict(), tmp / "model.pt")
+    torch.save({"mean": torch.zeros(768, 16, 16), "var": torch.ones(768, 16, 16)}, tmp / "stat.pt")
+    save_file({k: v.contiguous() for k, v in create_timm_vit(DEFAULT_ENCODER).state_dict().items()}, str(tmp / "encoder.safetensors"))
+    return build_rae({"decoder": str(tmp / "model.pt"), "stats": str(tmp / "stat.pt"),
+                      "encoder_checkpoint": str(tmp / "encoder.safetensors")}), None
+
+
+BUILDERS: dict[str, Callable[[Path], tuple]] = {"vtp-large": _vtp, "va-vae-f16d32": _vavae, "sd-vae-f8d4": _sdvae,
+                                                  "vqgan-f16-16384": _vqgan, "rae-dinov2b-vitxl": _rae}
 
 
 def timed(fn, x, device, repeats: int) -> float:

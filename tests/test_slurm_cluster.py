@@ -206,7 +206,9 @@ report: {formats: [markdown]}
 
 
 def test_requeued_training_unit_resumes_from_its_checkpoint(cluster, tmp_path):
-    steps = 100  # a checkpoint every 10 steps
+    # a checkpoint every 100 steps; long enough that the requeue lands before training ends
+    # (at 100 steps the first attempt could finish and commit the generator first)
+    steps = 1000
     suite = _write(tmp_path, "requeue", TRAINING.replace("STEPS", str(steps)))
     assert _cli("run", str(suite)).returncode == 0
     (job,) = _ledger(tmp_path).values()

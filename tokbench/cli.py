@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-# Before torch (and its OpenMP runtime) loads: waiting OpenMP threads sleep instead of spinning.
-# With spinning, a CPU shared with any other busy process makes small-model training up to 40x
-# slower (measured: the tiny VAE step 3.75 s spinning vs 0.20 s passive, 2 threads, one core busy
-# elsewhere). Users who want spinning set OMP_WAIT_POLICY themselves.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch (and its OpenMP runtime, libgomp) loads: OpenMP threads that wait spin only
+# briefly before sleeping. libgomp's default spin (300k iterations) makes small-model training on
+# a CPU shared with any other busy process catastrophically slow (tiny-VAE step > 5 s instead of
+# 0.06 s, 2 threads, one core busy elsewhere); OMP_WAIT_POLICY=PASSIVE fixes that but doubles the
+# step on an idle machine. 3000 keeps idle speed within ~20 % and the shared case at 0.2 s
+# (measurements in benchmarks/results/openmp_wait.md). Users override it by setting it themselves.
+os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 import click  # noqa: E402
 
