@@ -268,3 +268,61 @@ def test_two_ranks_from_the_job_environment(cluster, tmp_path):
     results = sorted(job.results())
     assert [r[:4] for r in results] == [(0, 2, 3.0, "0"), (1, 2, 3.0, "1")], results  # all_reduce of 1 + 2
     assert results[0][4] == "0,1"  # the two fake GPUs of the node
+
+
+TWO_RANKS = """
+name: slurm-two-ranks
+store: {root: STORE}
+launcher: {backend: slurm, profile: local, device: cpu, resources: {cpus_per_task: 1, mem_gb: 2}}
+datasets:
+  train: {kind: shapes, params: {split: train, num_images: 64, resolution: 32}}
+  val: {kind: shapes, params: {split: val, num_images: 32, resolution: 32}}
+tokenizers:
+  bicubic: {plugin: resample, params: {factor: 4}}
+tasks:
+  - kind: generation
+    dataset: val
+    train_dataset: train
+    resources: {gpus_per_node: 2, time_min: 20}
+    params: {model: micro, target_tokens: 16, steps: 20, batch_size: 16, precision: fp32, sample_steps: 3,
+             num_samples: 32, metrics: [gfid], shard_size: 16, extract_batch_size: 16, sample_batch_size: 32}
+report: {formats: [markdown]}
+"""
+
+
+def test_a_unit_on_a_two_task_job_trains_on_both_ranks_and_commits_once(cluster, tmp_path):
+    from tokbench.store import Store
+
+    suite = _write(tmp_path, "ranks", TWO_RANKS)
+    result = _cli("run", str(suite), "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = _ledger(tmp_path).values()
+    assert _sacct([job])[job][0] == "COMPLETED"
+    submission = next((tmp_path / "store" / "runs").glob(f"*/slurm/{job}/{job}_submission.sh")).read_text()
+    assert "--ntasks-per-node=2" in submission
+    store = Store(tmp_path / "store")
+    assert [c["kind"] for c in store.commits()].count("result") == 1
+    (generator,) = [a for a in store.artifacts() if a["kind"] == "generator-checkpoint"]
+    assert generator["meta"]["ranks"] == 2, "DiT training did not run under DDP on both tasks"
+    shard_writers = {json.loads(m.read_text())["pid"] for m in (tmp_path / "store" / "objects").glob("*/*/shard-*/MANIFEST.json")}
+    assert len(shard_writers) == 2, f"extraction shards written by {shard_writers}"
+    print(f"\ntwo-task job {job}: DDP training on 2 ranks, shards written by {len(shard_writers)} processes, one commit")
+
+
+def test_each_evaluation_waits_only_for_its_own_tokenizer(cluster, tmp_path):
+    two = CHAIN.replace("LPIPS_STEPS", "6").replace("LPIPS_WEIGHT", "0").replace("tokenizers:\n  vae:", "tokenizers:\n  vae:", 1)
+    two = two.replace("    resources: {time_min: 20}\n", "    resources: {time_min: 20}\n  vae2:\n    plugin: vae\n"
+                      "    params: {preset: tiny, train: {steps: 7, batch_size: 4, num_images: 16, holdout_images: 4,\n"
+                      "             resolution: 32, crop_size: null, full_resolution_steps: 0, lpips_weight: 0}}\n", 1)
+    suite = _write(tmp_path, "two", two)
+    result = _cli("run", str(suite))
+    assert result.returncode == 0 and "submitted 4 unit(s)" in result.stdout, result.stdout + result.stderr
+    try:
+        scripts = {p.parent.name: p.read_text() for p in (tmp_path / "store" / "runs").glob("*/slurm/*/*_submission.sh")}
+        waits = {job: re.search(r"--dependency=afterok:(\S+)", text) for job, text in scripts.items()}
+        evaluations = {job: m.group(1) for job, m in waits.items() if m}
+        assert len(evaluations) == 2, f"the two evaluations went out as one array: {scripts.keys()}"
+        assert all(":" not in deps for deps in evaluations.values()), f"an evaluation waits for both trainings: {evaluations}"
+        assert len(set(evaluations.values())) == 2
+    finally:
+        _cli("cancel", "--store", str(tmp_path / "store"))

@@ -40,10 +40,16 @@ class BuildContext:
             params = params_model.model_validate(params)
         return resolve(entry.dataset).from_params(params)
 
-    def cached(self, key_inputs: Any, kind: str, producer: Callable[[Path], dict[str, Any] | None], label: str = "") -> Path:
-        """The store artifact keyed by ``key_inputs`` (anything JSON-able), produced once."""
+    def cached(self, key_inputs: Any, kind: str, producer: Callable[[Path], dict[str, Any] | None], label: str = "",
+               collective: bool = False) -> Path:
+        """The store artifact keyed by ``key_inputs`` (anything JSON-able), produced once.
+
+        ``collective``: on a multi-rank unit every rank runs ``producer`` together (DDP
+        training, which initialises nothing itself but uses the unit's process group); by
+        default rank 0 runs it alone while the others wait (``tokbench.ranks``)."""
         key = content_key({"kind": kind, "inputs": key_inputs})
-        return self.store.get_or_create(key, producer, kind=kind, meta={"label": label or kind, "inputs": key_inputs})
+        return self.store.get_or_create(key, producer, kind=kind, meta={"label": label or kind, "inputs": key_inputs},
+                                        collective=collective)
 
     def work_dir(self, key_inputs: Any, kind: str) -> Path:
         """A persistent scratch directory for the artifact ``cached`` would produce from the same

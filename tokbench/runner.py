@@ -15,13 +15,16 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tokbench.config import Suite
 from tokbench.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
 from tokbench.store import Store, write_json_atomic
+
+if TYPE_CHECKING:
+    from tokbench.ranks import Ranks
 
 SUITE_FILE = "suite.resolved.yaml"
 PLAN_FILE = "plan.json"
@@ -102,8 +105,14 @@ def build_tokenizer(suite: Suite, name: str, context):
     return tokenizer.to(context.device).eval()
 
 
-def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run one unit (or find it done). Returns an Outcome as a dict."""
+def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progress: bool = True,
+                 ranks: "Ranks | None" = None) -> dict[str, Any]:
+    """Run one unit (or find it done). Returns an Outcome as a dict.
+
+    ``ranks``: this process's place in a multi-rank job (every rank calls this with the same
+    unit; ``tokbench.ranks`` says who computes and who commits)."""
+    if ranks is not None and ranks.multi:
+        return _execute_unit_on_ranks(Path(run_dir), unit_key, threads, ranks)
     started = time.time()
     run_path = Path(run_dir)
     label = unit_key
@@ -113,10 +122,7 @@ def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progre
         label = unit.label
         if is_done(store, unit):
             return Outcome(unit_key, label, "cached").to_dict()
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        _set_threads(threads)
         _write_status(run_path, unit, "running")
         with store.lock(unit.key):
             if is_done(store, unit):
@@ -126,11 +132,61 @@ def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progre
     except BaseException as error:  # noqa: BLE001 - reported to the user, never swallowed
         if isinstance(error, KeyboardInterrupt):
             raise
-        outcome = Outcome(
-            unit_key, label, "failed", time.time() - started, f"{type(error).__name__}: {error}", traceback.format_exc()
-        )
+        outcome = _failed(unit_key, label, started, error)
     _write_status(run_path, None, outcome.status, outcome, unit_key)
     return outcome.to_dict()
+
+
+def _execute_unit_on_ranks(run_path: Path, unit_key: str, threads: int | None, ranks: "Ranks") -> dict[str, Any]:
+    """``execute_unit`` on one rank of several: the leader locks, runs and records as in one
+    process; followers run the same code against a :class:`~tokbench.ranks.RankStore` and
+    record nothing."""
+    from tokbench.ranks import RankStore, Rendezvous, UnitSettled
+
+    started = time.time()
+    label = unit_key
+    rendezvous = Rendezvous(run_path / "ranks" / unit_key / ranks.attempt, ranks)
+    try:
+        suite, plan, _ = load_run(run_path)
+        unit = plan.unit(unit_key)
+        label = unit.label
+        store = RankStore(suite.store.root, ranks, rendezvous)
+        _set_threads(threads)
+        if ranks.leader:
+            _write_status(run_path, unit, "running")
+            with store.lock(unit.key):
+                status = "cached" if is_done(store, unit) else "done"
+                if status == "done":
+                    _execute(suite, plan, store, unit, run_path, False, ranks)
+            rendezvous.finish()
+        else:
+            try:
+                if not is_done(store, unit):
+                    _execute(suite, plan, store, unit, run_path, False, ranks)
+                rendezvous.wait(lambda: is_done(store, unit), f"the result of {label}")
+            except UnitSettled:
+                pass
+            status = "done"
+        outcome = Outcome(unit_key, label, status, time.time() - started)
+    except BaseException as error:  # noqa: BLE001 - reported, and the other ranks told
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        outcome = _failed(unit_key, label, started, error)
+        rendezvous.fail(f"{outcome.error}")
+    if ranks.leader:
+        _write_status(run_path, None, outcome.status, outcome, unit_key)
+    return outcome.to_dict()
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _failed(unit_key: str, label: str, started: float, error: BaseException) -> Outcome:
+    return Outcome(unit_key, label, "failed", time.time() - started, f"{type(error).__name__}: {error}", traceback.format_exc())
 
 
 def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcome | None = None, key: str | None = None) -> None:
@@ -141,12 +197,15 @@ def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcom
     write_json_atomic(run_dir / "units" / f"{key}.json", payload)
 
 
-def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, progress: bool) -> None:
+def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, progress: bool,
+             ranks: "Ranks | None" = None) -> None:
     from tokbench import provenance
     from tokbench.context import BuildContext, resolve_device
     from tokbench.tasks.base import TaskContext
 
     device = resolve_device(suite.launcher.device)
+    if ranks is not None and ranks.multi and device == "cuda":
+        device = f"cuda:{ranks.local_rank}"  # one GPU per rank
     context = BuildContext(store=store, device=device, progress=progress)
     started = time.time()
     tokenizer = build_tokenizer(suite, unit.tokenizer, context)

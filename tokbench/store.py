@@ -148,26 +148,34 @@ class Store:
             handle.write(line + "\n")
 
     def get_or_create(
-        self, key: str, producer: Callable[[Path], dict[str, Any] | None], kind: str, meta: dict[str, Any] | None = None
+        self, key: str, producer: Callable[[Path], dict[str, Any] | None], kind: str, meta: dict[str, Any] | None = None,
+        collective: bool = False,
     ) -> Path:
         """Return the artifact for ``key``, producing it once if it is missing.
 
         ``producer(directory)`` writes files into a private temporary directory
-        and may return extra metadata for the manifest.
+        and may return extra metadata for the manifest. ``collective`` marks a producer
+        that every rank of a multi-rank unit runs together (DDP training); it matters only
+        to :class:`tokbench.ranks.RankStore`.
         """
         if self.has(key):
             return self.object_dir(key)
         with self.lock(key):
             if self.has(key):
                 return self.object_dir(key)
-            tmp = self._tmp_dir(key)
-            try:
-                extra = producer(tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            extra = extra if isinstance(extra, dict) else {}
-            return self._commit_dir(tmp, key, kind, {**(meta or {}), **extra})
+            return self._produce(key, producer, kind, meta)
+
+    def _produce(self, key: str, producer: Callable[[Path], dict[str, Any] | None], kind: str,
+                 meta: dict[str, Any] | None) -> Path:
+        """Run ``producer`` into a temporary directory and commit it (the caller holds the lock)."""
+        tmp = self._tmp_dir(key)
+        try:
+            extra = producer(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        extra = extra if isinstance(extra, dict) else {}
+        return self._commit_dir(tmp, key, kind, {**(meta or {}), **extra})
 
     def sharded(self, key: str, kind: str, num_shards: int, meta: dict[str, Any] | None = None) -> "ShardedArtifact":
         return ShardedArtifact(self, key, kind, num_shards, meta or {})
@@ -275,6 +283,10 @@ class ShardedArtifact:
 
     def missing(self) -> list[int]:
         return [i for i in range(self.num_shards) if not self.has_shard(i)]
+
+    def todo(self) -> list[int]:
+        """The missing shards this process should write (all of them; a share on one rank of many)."""
+        return self.missing()
 
     def shard_dir(self, index: int) -> Path:
         base = self.store.object_dir(self.key) if self.complete else self.partial

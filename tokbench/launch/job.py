@@ -9,6 +9,10 @@ A requeue by the cluster (``scontrol requeue``, node failure) re-runs it the sam
 Unlike the in-process backends it raises when the unit fails, so Slurm records
 the job as FAILED, ``afterok`` dependents are cancelled, and submitit hands the
 error back to whoever waits on the job.
+
+A job with several tasks (``tasks_per_node = gpus_per_node``) runs the unit on every rank,
+in one process group: DDP training uses all of them, extraction shards are split across
+them, and rank 0 alone commits (``tokbench.ranks``).
 """
 
 from __future__ import annotations
@@ -30,17 +34,21 @@ class UnitJob(submitit.helpers.Checkpointable):
         self.unit_key = str(unit_key)
 
     def __call__(self) -> dict[str, Any] | None:
+        from tokbench.ranks import Ranks, agree_ranks
         from tokbench.runner import execute_unit
 
-        if os.environ.get("SLURM_PROCID", "0") != "0":
-            # Units commit to the store under a lock held by one process; until their code runs
-            # distributed (tokbench.launch.distributed), the other ranks of a multi-GPU job stay idle.
-            return None
+        ranks = Ranks()
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            # One process per GPU: every rank runs the unit; rank 0 commits (tokbench.ranks).
+            from tokbench.launch.distributed import init_distributed
+
+            init_distributed()
+            ranks = agree_ranks()
         restarts = os.environ.get("SLURM_RESTART_COUNT")
-        if restarts and restarts != "0":
+        if ranks.leader and restarts and restarts != "0":
             print(f"[tokbench] unit {self.unit_key}: attempt {int(restarts) + 1} (requeued)", file=sys.stderr, flush=True)
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "0")) or None
-        outcome = execute_unit(self.run_dir, self.unit_key, threads, False)
+        outcome = execute_unit(self.run_dir, self.unit_key, threads, False, ranks)
         if outcome["status"] == "failed":
             raise UnitFailed(f"{outcome['label']}: {outcome['error']}\n{outcome.get('traceback') or ''}".rstrip())
-        return outcome
+        return outcome if ranks.leader else None

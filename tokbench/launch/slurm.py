@@ -1,8 +1,8 @@
 """The Slurm backend: submit what is ready and return.
 
 Units are submitted wave by wave (``Plan.waves``); the units of a wave that ask for
-the same resources go out as one job array, and a unit whose dependencies are
-still queued waits for them with ``afterok`` (a failed dependency cancels it).
+the same resources and wait for the same jobs go out as one job array, and a unit whose
+dependencies are still queued waits for them with ``afterok`` (a failed dependency cancels it).
 What is in the store is not submitted; what a live job already took on is not
 submitted again (the ledger in ``slurm_state``); a unit whose job failed or was
 cancelled is submitted anew. Submission holds a store lock, so two ``tokbench run``
@@ -68,17 +68,20 @@ def submit(plan: Plan, run_dir: Path, store: Store, suite: Suite, profile: Slurm
         live = _live_jobs(store, plan)
         jobs: dict[str, str] = {}  # unit key -> the job that will produce it
         for wave in plan.waves():
-            groups: dict[str, list[Unit]] = defaultdict(list)
+            groups: dict[tuple[str, str, tuple[str, ...]], list[Unit]] = defaultdict(list)
             for unit in wave:
                 if is_done(store, unit):
                     report.cached.append(unit.key)
                 elif unit.key in live:
                     jobs[unit.key] = report.queued[unit.key] = live[unit.key]
                 else:
-                    groups[json.dumps(unit_resources(suite, unit).model_dump(), sort_keys=True) + _job_name(suite, unit)].append(unit)
-            for units in groups.values():
-                dependencies = sorted({jobs[d] for u in units for d in u.deps if d in jobs})
-                params = submitit_parameters(profile, unit_resources(suite, units[0]), _job_name(suite, units[0]), dependencies)
+                    # One array per (resources, stage, dependencies): a unit waits only for its own
+                    # dependencies, never for another tokenizer's training.
+                    dependencies = tuple(sorted({jobs[d] for d in unit.deps if d in jobs}))
+                    resources = json.dumps(unit_resources(suite, unit).model_dump(), sort_keys=True)
+                    groups[(resources, _job_name(suite, unit), dependencies)].append(unit)
+            for (_, _, dependencies), units in groups.items():
+                params = submitit_parameters(profile, unit_resources(suite, units[0]), _job_name(suite, units[0]), list(dependencies))
                 folder = run_dir / "slurm" / "%j"  # a fresh folder per run: Slurm job ids can restart
                 executor = make_executor(suite.launcher, folder, params)
 

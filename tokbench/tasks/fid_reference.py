@@ -57,7 +57,7 @@ def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_s
                     for images, _, _ in iterate_batches(dataset, batch_size, indices=ids)]
         np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
 
-    for index in ctx.build.track(sharded.missing(), desc=f"reference features {ctx.dataset_name}"):
+    for index in ctx.build.track(sharded.todo(), desc=f"reference features {ctx.dataset_name}"):
         sharded.write_shard(index, lambda out, ids=shards[index]: produce(out, ids))
     sharded.finalize()
     features = np.concatenate([np.load(sharded.shard_dir(i) / "features.npy") for i in range(len(shards))])

@@ -120,10 +120,11 @@ class GenerationTask(UsesFIDWeights, Task):
             history.extend(trainer.fit(log_every=max(1, steps // 20)))
             trainer.export_official(out / "checkpoint.pt")
             torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
-            return {"history": trainer.history}
+            return {"history": trainer.history, "ranks": trainer.world}
 
         generator_dir = ctx.build.cached(training_inputs, "generator-checkpoint", train_generator,
-                                         label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents")
+                                         label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents",
+                                         collective=True)
 
         # 4. samples, decoded and stored in the ADM layout
         sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,

@@ -86,7 +86,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
             num_shards=len(shards),
             meta={"label": f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}"},
         )
-        for index in ctx.build.track(recon.missing(), desc=f"reconstruct {ctx.tokenizer_name}"):
+        for index in ctx.build.track(recon.todo(), desc=f"reconstruct {ctx.tokenizer_name}"):
             recon.write_shard(index, lambda out, ids=shards[index]: self._recon_shard(ctx, extractor, lpips_fn, ids, out))
         artifacts.append(recon.finalize().name)
 

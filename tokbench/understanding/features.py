@@ -124,7 +124,7 @@ def extract_features(
         num_shards=len(shards),
         meta={"label": label or f"features {', '.join(request.names)}", "request": asdict(request), "count": count},
     )
-    missing = table.missing()
+    missing = table.todo()
     for index in build.track(missing, desc=label or "features"):
         table.write_shard(index, lambda out, ids=shards[index]: _extract_shard(build, tokenizer, dataset, request, ids, batch_size, out))
     table.finalize()

@@ -64,6 +64,10 @@ def trained_checkpoint(recipe: PretrainRecipe, context) -> Path:
 
     def produce(target: Path) -> dict[str, Any]:
         summary = pretrain(recipe, work, device=context.device, log=logger.info)
+        from tokbench_vtp.pretrain.distributed import world_info
+
+        if world_info()[0] != 0:  # another rank of a multi-GPU unit: rank 0 exports and commits
+            return {}
         for name in EXPORTED:
             if (work / name).is_file():
                 shutil.copy2(work / name, target / name)
@@ -71,7 +75,7 @@ def trained_checkpoint(recipe: PretrainRecipe, context) -> Path:
         evaluations = summary.get("evaluations") or [{}]
         return {"training": {k: summary[k] for k in ("steps", "wall_seconds", "device")}, "last_eval": evaluations[-1]}
 
-    return context.cached(key_inputs, KIND, produce, label=f"vtp recipe {recipe.name}")
+    return context.cached(key_inputs, KIND, produce, label=f"vtp recipe {recipe.name}", collective=True)
 
 
 def main(argv: list[str] | None = None) -> None:
