@@ -37,6 +37,8 @@ class LauncherConfig(_Strict):
     backend: Literal["debug", "local", "slurm"] = "debug"
     max_workers: PositiveInt = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    tf32: bool = Field(False, description="TF32 matmuls/convolutions for tokenizers and training on GPU (faster fp32; "
+                       "metric networks never use it; recorded in each result)")
     timeout_min: PositiveInt = 24 * 60
     profile: str | None = Field(None, description="Slurm cluster profile name (slurm/profiles/<name>.yaml) or YAML path")
     resources: Resources | None = Field(None, description="Slurm resources of every unit (tasks and tokenizers refine them)")

@@ -153,7 +153,7 @@ def plan_suite(suite: Suite, registry: Registry | None = None) -> Plan:
                 {
                     "task": task_config.kind,
                     "protocol_version": type(task).protocol_version,
-                    "params": task.params.model_dump(mode="json"),
+                    "params": task.key_params(),
                     "evaluator": task.key_inputs(),
                     "tokenizer": identity(name),
                     "dataset": dataset_fps[task_config.dataset],

@@ -54,8 +54,21 @@ def device_info(device: str) -> dict[str, Any]:
         import torch
 
         index = torch.device(device).index or 0
-        info.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        info.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                    tf32={"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32,
+                          "metric_networks": False})
     return info
+
+
+def apply_tf32_policy(device: str, allowed: bool) -> None:
+    """TF32 matmuls and convolutions on for tokenizers and training, or off (exact fp32: the
+    default). Metric networks (Inception, LPIPS) switch it off for themselves either way, so
+    FID features never depend on it. Recorded in each result's ``provenance.device.tf32``."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+        torch.backends.cudnn.allow_tf32 = allowed
 
 
 def job_ids() -> dict[str, str]:

@@ -206,6 +206,7 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
     device = resolve_device(suite.launcher.device)
     if ranks is not None and ranks.multi and device == "cuda":
         device = f"cuda:{ranks.local_rank}"  # one GPU per rank
+    provenance.apply_tf32_policy(device, suite.launcher.tf32)
     context = BuildContext(store=store, device=device, progress=progress)
     started = time.time()
     tokenizer = build_tokenizer(suite, unit.tokenizer, context)

@@ -39,6 +39,10 @@ class TrainSettings:
     seed: int = 0
     precision: str = "bf16"  # autocast dtype on CUDA; CPU trains in fp32
     checkpoint_every: int = 0  # 0: at the end (and when stopped)
+    # execution only: the same steps and weights (up to kernel rounding) either way
+    compile: bool = False
+    activation_checkpointing: bool = False
+    fused_optimizer: bool = True  # on CUDA
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -81,6 +85,7 @@ class DiTTrainer:
         # rank draws the same global batch and trains on its slice; DDP averages the gradients, so
         # N ranks take exactly the steps one process would take with the whole batch.
         self.rank, self.world = _process_group()
+        self.model.gradient_checkpointing = settings.activation_checkpointing
         self.forward_model = self.model
         if self.world > 1:
             global_batch = min(settings.batch_size, len(data))
@@ -91,9 +96,11 @@ class DiTTrainer:
 
             self.forward_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if settings.compile:
+            self.forward_model = torch.compile(self.forward_model)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=settings.lr, betas=(0.9, settings.beta2),
-            weight_decay=settings.weight_decay, fused=self.device.type == "cuda",
+            weight_decay=settings.weight_decay, fused=settings.fused_optimizer and self.device.type == "cuda",
         )
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self.step = 0

@@ -47,9 +47,16 @@ class Task:
     """Subclass with a ``Params`` pydantic model, a ``protocol_version`` and ``run``."""
 
     protocol_version: ClassVar[str] = "0"
+    #: params that change speed or memory, never the numbers (compile, fused kernels, ...):
+    #: left out of the result key, so switching them reuses the stored result
+    execution_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: BaseModel):
         self.params = params
+
+    def key_params(self) -> dict[str, Any]:
+        """The params that enter the result key (all but ``execution_params``)."""
+        return self.params.model_dump(mode="json", exclude=set(self.execution_params))
 
     def key_inputs(self) -> dict[str, Any]:
         """Things besides params that change the numbers (e.g. evaluator weight hashes)."""

@@ -32,6 +32,7 @@ from tokbench.tasks.generation_params import GenerationParams
 
 class GenerationTask(UsesFIDWeights, Task):
     protocol_version = "gfid-v1"
+    execution_params = frozenset({"compile", "activation_checkpointing", "fused_optimizer"})
     params: GenerationParams
 
     def key_inputs(self) -> dict[str, Any]:
@@ -113,7 +114,9 @@ class GenerationTask(UsesFIDWeights, Task):
             settings = TrainSettings(steps=steps, batch_size=batch, lr=params.lr, ema_decay=params.ema_decay,
                                      class_dropout=params.class_dropout, cosine_loss=params.cosine_loss,
                                      grad_clip=params.grad_clip, seed=params.seed, precision=params.precision,
-                                     checkpoint_every=max(1, min(1000, steps // 10)))
+                                     checkpoint_every=max(1, min(1000, steps // 10)), compile=params.compile,
+                                     activation_checkpointing=params.activation_checkpointing,
+                                     fused_optimizer=params.fused_optimizer)
             data = LatentSet((views[0] - mean) / std, (views[1] - mean) / std, labels)
             trainer = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device,
                                  work_dir=ctx.build.work_dir(training_inputs, "generator-training"))
@@ -129,7 +132,9 @@ class GenerationTask(UsesFIDWeights, Task):
         # 4. samples, decoded and stored in the ADM layout
         sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
                            "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
-                           params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed, "version": 1}
+                           params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
+                           "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
+                           "version": 1}
         samples_dir = ctx.build.cached(sampling_inputs, "generated-samples",
                                        lambda out: self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out),
                                        label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
@@ -181,6 +186,8 @@ class GenerationTask(UsesFIDWeights, Task):
         return torch.zeros(1, channels, 1, 1), torch.ones(1, channels, 1, 1)
 
     def _sample(self, ctx, generator_dir, noise, mean, std, num_classes: int, out) -> None:
+        import contextlib
+
         import numpy as np
         import torch
 
@@ -190,6 +197,9 @@ class GenerationTask(UsesFIDWeights, Task):
 
         params, device = self.params, torch.device(ctx.build.device)
         model = load_lightningdit(generator_dir / "checkpoint.pt").to(device)
+        forward = torch.compile(model) if params.compile else model
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and params.precision == "bf16"
+                    else contextlib.nullcontext())
         generator = torch.Generator().manual_seed(params.seed + 1)
         if params.labels == "balanced":
             labels = torch.arange(params.num_samples) % num_classes
@@ -202,12 +212,14 @@ class GenerationTask(UsesFIDWeights, Task):
         for start in ctx.build.track(range(0, params.num_samples, params.sample_batch_size), desc=f"sample {ctx.tokenizer_name}"):
             y = labels[start : start + params.sample_batch_size].to(device)
             x = torch.randn(len(y), config.in_channels, config.input_size, config.input_size, generator=generator).to(device)
-            velocity = guided(model, y, config.num_classes, params.cfg_scale, params.cfg_interval_start, params.cfg_channels)
+            velocity = guided(forward, y, config.num_classes, params.cfg_scale, params.cfg_interval_start, params.cfg_channels)
             with torch.no_grad():
-                if params.sampler == "adaptive":
-                    z, _ = sample_adaptive(velocity, x)
-                else:
-                    z = sample_ode(velocity, x, grid, params.sampler)
+                with autocast:  # the network in bf16; the ODE state stays fp32
+                    if params.sampler == "adaptive":
+                        z, _ = sample_adaptive(velocity, x)
+                    else:
+                        z = sample_ode(velocity, x, grid, params.sampler)
+                z = z.float()
                 decoded = ctx.tokenizer.decode((z * std.to(device) + mean.to(device)).to(ctx.tokenizer.dtype)).float()
             images.append(to_uint8(decoded, rounding="round").permute(0, 2, 3, 1).cpu().numpy())
         from tokbench.report.plots import SAMPLES_FILE

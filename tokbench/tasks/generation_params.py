@@ -31,7 +31,13 @@ class GenerationParams(BaseModel):
     cosine_loss: bool = True
     grad_clip: PositiveFloat | None = None
     seed: int = Field(0, ge=0)
-    precision: Literal["fp32", "bf16"] = Field("bf16", description="autocast on GPU (CPU trains in fp32)")
+    precision: Literal["fp32", "bf16"] = Field("bf16", description="autocast of training and sampling on GPU (CPU runs fp32)")
+    # ---- execution (speed and memory only: not part of any result key) -------------------------
+    compile: bool = Field(False, description="torch.compile the DiT for training and sampling (compiling takes minutes)")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each DiT block in the backward pass: much less memory, about a third more compute"
+    )
+    fused_optimizer: bool = Field(True, description="fused single-kernel AdamW on GPU")
     latent_normalization: Literal["per-channel", "tokenizer", "none"] = Field(
         "per-channel",
         description="per-channel: mean/std of the training latents (LightningDiT); tokenizer: the plugin's own "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from tokbench_vtp.model.config import VTPArchitecture
 from tokbench_vtp.model.layers import RMS_EPS, Block, RMSNorm
@@ -50,6 +51,7 @@ class VisionTrunk(nn.Module):
         )
         self.norm = RMSNorm(width, eps=RMS_EPS)
         self.feature_bottleneck = nn.Linear(width, arch.bottleneck, bias=False)
+        self.activation_checkpointing = False  # a training setting (recipe), not part of the weights
 
     def tokens(self, images: Tensor, masks: Tensor | None = None) -> tuple[Tensor, int, int]:
         """CLS + patch tokens; masked patches (``masks`` (B, N) bool) replaced by the mask token."""
@@ -74,8 +76,12 @@ class VisionTrunk(nn.Module):
             streams.append(x)
             grids.append((height, width))
         ropes = [self.rope_embed(h, w) for h, w in grids]
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            streams = [block(x, rope, drop_rate) for x, rope in zip(streams, ropes)]
+            if recompute:  # keep only each block's input; recompute its activations in the backward pass
+                streams = [checkpoint(block, x, rope, drop_rate, use_reentrant=False) for x, rope in zip(streams, ropes)]
+            else:
+                streams = [block(x, rope, drop_rate) for x, rope in zip(streams, ropes)]
         outputs = []
         for x, grid, mask in zip(streams, grids, masks):
             normed = self.norm(x)

@@ -181,6 +181,11 @@ class PretrainRecipe(_Strict):
     precision: Literal["bf16", "fp32"] = "bf16"
     #: torch.compile the student (execution detail: not part of the cache key)
     compile: bool = False
+    #: recompute each trunk block in the backward pass: far less activation memory for L-size
+    #: batches, about a third more compute (execution detail: not part of the cache key)
+    activation_checkpointing: bool = False
+    #: fused (single-kernel) AdamW on CUDA (execution detail: not part of the cache key)
+    fused_optimizer: bool = True
     #: save a resumable checkpoint every N steps (0: only at the end); not part of the cache key
     checkpoint_every: NonNegativeInt = 500
     log_every: PositiveInt = 10
@@ -224,7 +229,8 @@ class PretrainRecipe(_Strict):
 
     def cache_inputs(self) -> dict[str, Any]:
         """What determines the trained weights (execution details excluded)."""
-        payload = self.model_dump(mode="json", exclude={"compile", "checkpoint_every", "log_every", "name"})
+        payload = self.model_dump(mode="json", exclude={"compile", "activation_checkpointing", "fused_optimizer",
+                                                             "checkpoint_every", "log_every", "name"})
         payload["architecture"] = self.arch.model_dump(mode="json")
         payload["data"].pop("num_workers", None)
         return {"family": "tokbench_vtp", "format": TRAINING_FORMAT, "recipe": payload}

@@ -97,6 +97,7 @@ class VTPPretrainer:
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False, find_unused_parameters=unused,
             )
+        self.model.trunk.activation_checkpointing = recipe.activation_checkpointing
         if recipe.compile:
             # The trunk is used through forward_features (no nn.Module forward), so compile that.
             trunk = self.model.trunk
@@ -111,6 +112,7 @@ class VTPPretrainer:
                 self.stage2_perceptual = LPIPSLoss(input_space="imagenet").to(self.device)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.objective), lr=recipe.optim.lr, betas=recipe.optim.betas, eps=recipe.optim.eps,
+            fused=recipe.fused_optimizer and self.device.type == "cuda",
         )
         o = recipe.optim
         # A warm-up longer than a (shortened) run is clamped to the run.
