@@ -67,3 +67,25 @@ def test_image_folder_through_workers(tmp_path):
     batches = list(iterate_batches(folder, batch_size=4, num_workers=2))
     assert [b[1].tolist() for b in batches] == [[0, 0, 0, 1], [1, 1]]
     assert torch.equal(torch.cat([b[0] for b in batches]), load_images(folder, range(6)))
+
+
+def test_auto_workers_none_on_cpu_some_on_gpu(monkeypatch):
+    from tokbench.data.loader import default_workers
+
+    assert default_workers("cpu") == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert default_workers("cuda:1") == 8
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert default_workers("cuda") == 2
+
+
+def test_build_context_batches_use_its_workers(shapes, tmp_path):
+    from tokbench.context import BuildContext
+    from tokbench.store import Store
+
+    plain = list(iterate_batches(shapes, 5))
+    context = BuildContext(store=Store(tmp_path / "store"), loader_workers=2)
+    with_workers = list(context.batches(shapes, 5))
+    assert len(plain) == len(with_workers)
+    for (a, la, ia), (b, lb, ib) in zip(plain, with_workers):
+        assert torch.equal(a, b) and torch.equal(la, lb) and ia == ib

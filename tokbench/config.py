@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from tokbench.errors import SuiteError
 from tokbench.hashing import content_key
@@ -37,6 +37,9 @@ class LauncherConfig(_Strict):
     backend: Literal["debug", "local", "slurm"] = "debug"
     max_workers: PositiveInt = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    loader_workers: NonNegativeInt | Literal["auto"] = Field(
+        "auto", description="processes decoding images for extraction; auto: 0 on CPU runs, up to 8 on GPU"
+    )
     tf32: bool = Field(False, description="TF32 matmuls/convolutions for tokenizers and training on GPU (faster fp32; "
                        "metric networks never use it; recorded in each result)")
     timeout_min: PositiveInt = 24 * 60

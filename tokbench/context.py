@@ -31,6 +31,15 @@ class BuildContext:
     device: str = "cpu"
     progress: bool = True
     registry: Registry = field(default_factory=get_registry)
+    #: processes decoding images for extraction (``launcher.loader_workers`` resolved for the device)
+    loader_workers: int = 0
+
+    def batches(self, dataset, batch_size: int, indices=None):
+        """``(uint8 images (B,3,H,W), labels, indices)`` batches of ``dataset``, decoded by
+        ``loader_workers`` processes into pinned memory on GPU runs (same order, same pixels)."""
+        from tokbench.data.loader import iterate_batches
+
+        return iterate_batches(dataset, batch_size, indices=indices, num_workers=self.loader_workers)
 
     def build_dataset(self, kind: str, params: dict[str, Any] | Any):
         """Construct a registered dataset from its kind and params (dict or model)."""

@@ -207,7 +207,12 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
     if ranks is not None and ranks.multi and device == "cuda":
         device = f"cuda:{ranks.local_rank}"  # one GPU per rank
     provenance.apply_tf32_policy(device, suite.launcher.tf32)
-    context = BuildContext(store=store, device=device, progress=progress)
+    workers = suite.launcher.loader_workers
+    if workers == "auto":
+        from tokbench.data.loader import default_workers
+
+        workers = default_workers(device)
+    context = BuildContext(store=store, device=device, progress=progress, loader_workers=workers)
     started = time.time()
     tokenizer = build_tokenizer(suite, unit.tokenizer, context)
     fingerprint = tokenizer.fingerprint()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -62,6 +63,15 @@ def iterate_batches(
         drop_last=False,
     )
     return iter(loader)
+
+
+def default_workers(device: str) -> int:
+    """``launcher.loader_workers: auto``: none on CPU runs (workers would take cores from the
+    model), otherwise one per free core up to 8 (JPEG decoding keeps a GPU busy at about 8)."""
+    if not str(device).startswith("cuda"):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))
 
 
 def load_images(dataset: ImageDataset, indices: Sequence[int]) -> torch.Tensor:

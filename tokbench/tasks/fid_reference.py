@@ -42,8 +42,6 @@ class UsesFIDWeights:
 
 def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_size: int, batch_size: int) -> tuple[np.ndarray, str]:
     """(N, 2048) float64 features of the first ``count`` images of ``ctx.dataset`` and their store key."""
-    from tokbench.data.loader import iterate_batches
-
     dataset = ctx.dataset
     count = len(dataset) if count is None else min(count, len(dataset))
     shards = [list(range(i, min(i + shard_size, count))) for i in range(0, count, shard_size)]
@@ -54,7 +52,7 @@ def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_s
 
     def produce(out, ids: list[int]) -> None:
         features = [extractor(images.to(ctx.build.device)).cpu().numpy()
-                    for images, _, _ in iterate_batches(dataset, batch_size, indices=ids)]
+                    for images, _, _ in ctx.build.batches(dataset, batch_size, indices=ids)]
         np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
 
     for index in ctx.build.track(sharded.todo(), desc=f"reference features {ctx.dataset_name}"):

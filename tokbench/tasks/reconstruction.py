@@ -131,13 +131,12 @@ class ReconstructionTask(UsesFIDWeights, Task):
         import numpy as np
         import torch
 
-        from tokbench.data.loader import iterate_batches
         from tokbench.metrics.image_quality import psnr_uint8, ssim, to_uint8
 
         device = ctx.build.device
         columns: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "lpips": [], "features": []}
         preview: dict[str, list[np.ndarray]] = {"originals": [], "reconstructions": []}
-        for images, _, _ in iterate_batches(ctx.dataset, self.params.batch_size, indices=ids):
+        for images, _, _ in ctx.build.batches(ctx.dataset, self.params.batch_size, indices=ids):
             images = images.to(device)
             originals = images.float().div(255)
             with torch.no_grad():

@@ -149,12 +149,10 @@ def _file(name: str) -> str:
 def _extract_shard(build, tokenizer, dataset, request: FeatureRequest, ids: list[int], batch_size: int, out) -> None:
     import torch
 
-    from tokbench.data.loader import iterate_batches
-
     device = torch.device(build.device)
     outputs: dict[str, list[list[np.ndarray]]] = {name: [[] for _ in range(request.views)] for name in request.names}
     labels: list[np.ndarray] = []
-    for images, batch_labels, _ in iterate_batches(dataset, batch_size, indices=ids):
+    for images, batch_labels, _ in build.batches(dataset, batch_size, indices=ids):
         pixels = images.to(device, non_blocking=True).float().div_(255).to(tokenizer.dtype)
         labels.append(batch_labels.numpy())
         for view in range(request.views):
