@@ -1,7 +1,7 @@
 """Encode / decode throughput and peak memory of every plugin's released-size model at 256².
 
-    .venv/bin/python benchmarks/bench_codec.py                          # CPU: batch 1, 4, 16, fp32
-    .venv/bin/python benchmarks/bench_codec.py --batch-sizes 1,16,64,256 --precisions fp32,bf16   # GPU
+    .venv/bin/python benchmarks/bench_codec.py                          # CPU: batch 1 and 4, fp32
+    .venv/bin/python benchmarks/bench_codec.py --batch-sizes 1,4,16,64,256 --precisions fp32,bf16   # GPU
 
 Each model is built with random weights at its released size (VTP-L, VA-VAE f16d32, SD-VAE f8d4,
 taming VQGAN f16-16384, RAE DINOv2-B + ViT-XL), written in its official checkpoint format and
@@ -11,7 +11,9 @@ change speed. Each model is timed beside a baseline in the same process:
 - VTP-L encode vs timm's ViT-L/16 ``forward_features`` at 256² (same width and depth);
 - VA-VAE with the LDM reference numerics (bit-exact fp32) vs diffusers' stock processors (SDPA,
   fused SiLU) on the same weights: the price of exact parity;
-- SD-VAE / VQGAN / RAE: the plugin path only (their baselines are the same library calls).
+- VAE / VQGAN decoders: the memory format the plugin picks for the device (channels-last on
+  GPU, NCHW on CPU) against the other one, on the largest batch;
+- SD-VAE / VQGAN / RAE encode: the plugin path only (their baselines are the same library calls).
 
 Writes one JSON line per run to ``benchmarks/results/codec.jsonl`` and prints a Markdown table.
 """
@@ -19,18 +21,15 @@ Writes one JSON line per run to ``benchmarks/results/codec.jsonl`` and prints a 
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import record, sync  # noqa: E402
+from common import add_common_options, best_seconds, comparison, peak_memory_mb, record, setup  # noqa: E402
 
 
 def _vtp(tmp: Path):
@@ -116,38 +115,22 @@ BUILDERS: dict[str, Callable[[Path], tuple]] = {"vtp-large": _vtp, "va-vae-f16d3
                                                   "vqgan-f16-16384": _vqgan, "rae-dinov2b-vitxl": _rae}
 
 
-def timed(fn, x, device, repeats: int) -> float:
-    """Best seconds per call of ``fn(x)`` over ``repeats`` (after one warm-up call)."""
-    with torch.no_grad():
-        fn(x)
-        sync(device)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(x)
-            sync(device)
-            best = min(best, time.perf_counter() - start)
-    return best
+def _conv_model(tokenizer) -> torch.nn.Module | None:
+    """The conv autoencoder of a VAE / VQGAN tokenizer (channels-last applies to these only)."""
+    return getattr(tokenizer, "model", None) if type(tokenizer).__name__ in ("VAETokenizer", "VQGANTokenizer") else None
 
 
-def peak_memory_mb(device) -> float:
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(BUILDERS))
-    parser.add_argument("--batch-sizes", default="1,4,16")
-    parser.add_argument("--precisions", default="fp32")
+    parser.add_argument("--batch-sizes", default="1,4")
+    parser.add_argument("--precisions", default="fp32", help="fp32,bf16 (bf16 = the plugins' autocast)")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    rows = []
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    device = setup(args)
+    rows, comparisons = [], []
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer, baseline = BUILDERS[name](Path(tmp))
@@ -156,37 +139,50 @@ def main() -> None:
         if base is not None:
             base[2].to(device)
         for precision in args.precisions.split(","):
-            if precision == "bf16" and device.type != "cuda":
-                continue
-            tokenizer.params = tokenizer.params.model_copy(update={"precision": precision}) if hasattr(tokenizer.params, "precision") else tokenizer.params
+            if hasattr(tokenizer.params, "precision"):
+                tokenizer.params = tokenizer.params.model_copy(update={"precision": precision})
+            autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                        else torch.autocast(device.type, enabled=False))
             for batch in (int(b) for b in args.batch_sizes.split(",")):
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 images = torch.rand(batch, 3, args.resolution, args.resolution, device=device)
-                latents = tokenizer.encode(images)
-                encode = timed(tokenizer.encode, images, device, args.repeats)
-                decode = timed(tokenizer.decode, latents, device, args.repeats)
+                with torch.no_grad():
+                    latents = tokenizer.encode(images)
+                    encode = best_seconds(lambda: tokenizer.encode(images), device, args.repeats)
+                    decode = best_seconds(lambda: tokenizer.decode(latents), device, args.repeats)
                 row = {"model": name, "precision": precision, "batch": batch, "encode_img_s": batch / encode,
                        "decode_img_s": batch / decode, "peak_memory_mb": peak_memory_mb(device),
                        "latent": list(latents.shape[1:])}
                 if base is not None:
-                    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
-                    with autocast:
-                        row["baseline"] = base[0]
-                        row["baseline_encode_img_s"] = batch / timed(base[1], images, device, args.repeats)
-                    row["encode_vs_baseline"] = row["encode_img_s"] / row["baseline_encode_img_s"]
+                    with torch.no_grad(), autocast:
+                        base_encode = best_seconds(lambda: base[1](images), device, args.repeats)
+                    comparisons.append(comparison(f"{name} encode, {precision}, batch {batch}", row["encode_img_s"],
+                                                  base[0], batch / base_encode, "img/s"))
+                model = _conv_model(tokenizer)
+                if model is not None and batch == max(int(b) for b in args.batch_sizes.split(",")):
+                    # the memory format the plugin does not use on this device, as the baseline
+                    chosen = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+                    other = torch.contiguous_format if chosen == torch.channels_last else torch.channels_last
+                    torch.nn.Module.to(model, memory_format=other)
+                    with torch.no_grad():
+                        other_decode = best_seconds(lambda: tokenizer.decode(latents), device, args.repeats)
+                    torch.nn.Module.to(model, memory_format=chosen)
+                    label = "channels-last" if other == torch.channels_last else "NCHW (contiguous)"
+                    comparisons.append(comparison(f"{name} decode, {precision}, batch {batch} (plugin's memory format)",
+                                                  row["decode_img_s"], f"{label} weights", batch / other_decode, "img/s"))
                 rows.append(row)
                 print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-        del tokenizer, base
-    result = {"time": time.strftime("%Y-%m-%d %H:%M"), "device": str(device),
-              "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "resolution": args.resolution, "rows": rows}
-    record("codec", result, save=not args.no_record)
-    print("\n| model | precision | batch | encode img/s | decode img/s | peak MB | baseline encode img/s | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+        tokenizer = base = None  # free the model before building the next
+    result = record("codec", {"resolution": args.resolution, "batch_sizes": args.batch_sizes, "precisions": args.precisions,
+                              "weights": "random, released sizes, loaded through each plugin's official format"},
+                    {"rows": rows}, comparisons, device, save=not args.no_record)
+    print("\n| model | precision | batch | encode img/s | decode img/s | peak MB |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['encode_img_s']:.2f} | {r['decode_img_s']:.2f} | "
-              f"{r['peak_memory_mb']:.0f} | {r.get('baseline_encode_img_s', float('nan')):.2f} | {r.get('encode_vs_baseline', float('nan')):.2f} |")
+              f"{r['peak_memory_mb']:.0f} |")
+    return result
 
 
 if __name__ == "__main__":

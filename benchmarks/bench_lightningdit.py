@@ -14,11 +14,14 @@ H100 SXM dense bf16: 989). Results are appended to benchmarks/results/lightningd
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
-from common import record as save_result, sync
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import add_common_options, comparison, record, setup, sync  # noqa: E402
 
 from tokbench.generation.flops import forward_flops, training_flops_per_image
 from tokbench.generation.model import LightningDiT, dit_config
@@ -28,7 +31,7 @@ from tokbench.generation.transport import NoiseSchedule, sample_ode
 
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="tiny/1")
     parser.add_argument("--channels", type=int, default=16)
@@ -36,26 +39,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--sample-steps", type=int, default=20)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    setup(args)
 
     config = dit_config(args.size, args.channels, input_size=args.side)
     n = max(args.batch * 2, 64)
     latents = torch.randn(n, args.channels, args.side, args.side)
     data = LatentSet(latents, latents.flip(-1), torch.randint(0, 1000, (n,)))
     model = LightningDiT(config)
-    if args.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-    trainer = DiTTrainer(model, data, TrainSettings(steps=10**9, batch_size=args.batch), NoiseSchedule(), args.device)
+    settings = TrainSettings(steps=10**9, batch_size=args.batch, compile=args.compile,
+                             activation_checkpointing=args.activation_checkpointing)
+    trainer = DiTTrainer(model, data, settings, NoiseSchedule(), args.device)
     trainer.train_step()  # warm-up (and compilation)
     sync(args.device)
     started = time.perf_counter()
@@ -101,24 +99,24 @@ def main() -> None:
     sample_seconds = time.perf_counter() - started
 
     train_flops = training_flops_per_image(config) * args.batch / train_seconds
-    record = {
-        "benchmark": "lightningdit",
-        "size": args.size, "channels": args.channels, "tokens": config.tokens, "batch": args.batch,
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)",
-        "precision": "bf16 autocast" if args.device.startswith("cuda") else "fp32",
-        "compile": args.compile, "torch": torch.__version__, "host": platform.node(),
+    figures = {
         "forward_gflops_per_image": forward_flops(config) / 1e9,
-        "train_images_per_s": round(args.batch / train_seconds, 2),
-        "plain_loop_images_per_s": round(args.batch / plain_seconds, 2),
-        "trainer_over_plain_time": round(train_seconds / plain_seconds, 3),
-        "train_tflops": round(train_flops / 1e12, 4),
-        "sample_images_per_s": round(args.batch / sample_seconds, 2),
-        "sample_steps": args.sample_steps,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "train_images_per_s": args.batch / train_seconds,
+        "plain_loop_images_per_s": args.batch / plain_seconds,
+        "train_tflops": train_flops / 1e12,
+        "sample_images_per_s": args.batch / sample_seconds,
     }
     if args.device.startswith("cuda"):
-        record["mfu"] = round(train_flops / (args.peak_tflops * 1e12), 4)
-    save_result("lightningdit", record, save=not args.no_record)
+        figures["mfu"] = train_flops / (args.peak_tflops * 1e12)
+        figures["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    settings = {"size": args.size, "channels": args.channels, "tokens": config.tokens, "batch": args.batch,
+                "precision": "bf16 autocast" if args.device.startswith("cuda") else "fp32", "compile": args.compile,
+                "activation_checkpointing": args.activation_checkpointing, "sample_steps": args.sample_steps,
+                "peak_tflops": args.peak_tflops}
+    comparisons = [comparison(f"LightningDiT-{args.size} training step (AdamW, EMA, seeded batches)",
+                              figures["train_images_per_s"], "plain eager loop (same model, unfused AdamW, no EMA)",
+                              figures["plain_loop_images_per_s"], "img/s")]
+    return record("lightningdit", settings, figures, comparisons, args.device, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ head training only (feature extraction is cached in the store either way).
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from common import record as save_result, sync
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import add_common_options, comparison, record, setup, sync  # noqa: E402
 
 from tokbench.tasks.understanding_params import PROBE_DEFAULTS, ProbeRecipe
 from tokbench.understanding.heads import HeadGridSpec, train_head_grid
@@ -62,20 +65,17 @@ def torch_loop_head(features, labels, classes, columns, lr, iterations, batch, d
         schedule.step()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--samples", type=int, default=12800)
     parser.add_argument("--width", type=int, default=192, help="feature width per block (ViT-Ti 192, S 384, B 768, L 1024)")
     parser.add_argument("--classes", type=int, default=50)
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-torch-loop", action="store_true")
-    parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    setup(args)
 
     features, labels, variants = synthetic_features(args.samples, args.width, args.classes)
     lrs = PROBE_DEFAULTS["dinov2"]["learning_rates"]
@@ -107,21 +107,15 @@ def main() -> None:
         loop_seconds = timed(lambda: [torch_loop_head(features, labels, args.classes, columns, lr, args.iterations,
                                                       args.batch, args.device)
                                       for columns in variants.values() for lr in lrs])
-    record = {
-        "benchmark": "probe_grid",
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "host": platform.node(),
-        "samples": args.samples, "dim": int(features.shape[1]), "classes": args.classes, "heads": heads,
-        "iterations": args.iterations, "batch": args.batch,
-        "grid_s": round(grid_seconds, 3),
-        "sequential_s": round(sequential_seconds, 3),
-        "torch_loop_s": None if loop_seconds is None else round(loop_seconds, 3),
-        "sequential_over_grid": round(sequential_seconds / grid_seconds, 2),
-        "torch_loop_over_grid": None if loop_seconds is None else round(loop_seconds / grid_seconds, 2),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    save_result("probe_grid", record, save=not args.no_record)
+    settings = {"samples": args.samples, "dim": int(features.shape[1]), "classes": args.classes, "heads": heads,
+                "iterations": args.iterations, "batch": args.batch}
+    figures = {"grid_s": grid_seconds, "sequential_s": sequential_seconds, "torch_loop_s": loop_seconds}
+    comparisons = [comparison(f"{heads} heads (DINOv2 grid), one batched pass", grid_seconds,
+                              "the same trainer, one head after another", sequential_seconds, "s")]
+    if loop_seconds is not None:
+        comparisons.append(comparison(f"{heads} heads (DINOv2 grid), one batched pass", grid_seconds,
+                                      "nn.Linear + torch.optim.SGD per head", loop_seconds, "s"))
+    return record("probe_grid", settings, figures, comparisons, args.device, save=not args.no_record)
 
 
 if __name__ == "__main__":

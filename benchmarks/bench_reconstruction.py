@@ -4,41 +4,39 @@
 
 Prints images/s for data loading, the tokenizer round trip, the FID
 Inception, SSIM/PSNR, and the Fréchet distance (both the features path and
-the statistics-only path). Writes a JSON line to benchmarks/results/ when
---record is given.
+the statistics-only path): a profile with no baseline (each stage's own
+baseline is in bench_data_loading / bench_codec / bench_fid_extractor).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-
-def timed(fn, *args, repeat: int = 1):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn(*args)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return out, best
+sys.path.insert(0, str(Path(__file__).parent))
+from common import add_common_options, record, setup, sync  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def timed(fn, *args):
+    """(result, seconds) of one call."""
+    start = time.perf_counter()
+    out = fn(*args)
+    sync("cuda" if torch.cuda.is_available() else "cpu")
+    return out, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--record", action="store_true")
-    args = parser.parse_args()
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    setup(args)
 
     from tokbench.data.loader import load_images
     from tokbench.data.shapes import ShapesDataset
@@ -80,15 +78,9 @@ def main() -> None:
         "Frechet distance from features (s)": t_fd_features,
         "Frechet distance from statistics (s)": t_fd_stats,
     }
-    print(f"device={args.device} images={n} resolution={args.resolution} batch={args.batch_size} threads={torch.get_num_threads()}")
-    for name, value in rows.items():
-        print(f"  {name:45s} {value:10.2f}")
     print(f"  FD agreement features vs statistics: {abs(fd_features - fd_stats):.2e}")
-    if args.record:
-        out = Path(__file__).parent / "results" / "reconstruction.jsonl"
-        with open(out, "a") as handle:
-            handle.write(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
-                                     "device": args.device, "images": n, "resolution": args.resolution, **rows}) + "\n")
+    return record("reconstruction", {"images": n, "resolution": args.resolution, "batch": args.batch_size,
+                                     "tokenizer": "resample f4 (bicubic)"}, rows, [], args.device, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/bench_vtp_pretrain.py                       # tiny recipe, CPU
     .venv/bin/python benchmarks/bench_vtp_pretrain.py --recipe large --clip-batch 64 --device cuda
-    .venv/bin/python benchmarks/bench_vtp_pretrain.py --record              # append to benchmarks/results/
+    .venv/bin/python benchmarks/bench_vtp_pretrain.py --no-record           # print only
 
 Batches are synthetic tensors of the recipe's shapes (the data pipeline is timed on its own
 line), so the figures are the model's. Each branch is timed alone (forward + backward of the
 student objective with the other branches' inputs empty), the teacher pass separately, then
-a whole optimizer step. MFU = model FLOPs (2·params·tokens per forward, ×3 with backward, from
+a whole optimizer step; the student trunk alone is timed beside timm's ViT of the same size
+(forward + backward on the CLIP images), the baseline. MFU = model FLOPs (2·params·tokens per forward, ×3 with backward, from
 ``PretrainRecipe.training_flops``) / time / peak; pass --peak-tflops for your GPU (H100 SXM
 dense bf16: 989).
 """
@@ -15,13 +16,15 @@ dense bf16: 989).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import add_common_options, best_seconds, comparison, record, setup, sync  # noqa: E402
 
 from tokbench_vtp.pretrain.collate import PretrainBatch
 from tokbench_vtp.pretrain.objective import teacher_targets
@@ -49,48 +52,57 @@ def synthetic_batch(recipe, clip: int, ssl: int, rec: int, device) -> PretrainBa
     ).to(device)
 
 
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+def timm_vit_step(recipe, clip: int, device):
+    """Baseline: timm's ViT built like the VTP trunk (width, depth, heads, patch, SwiGLU MLP of the
+    same hidden size, RMSNorm, qk-norm; learned absolute positions instead of RoPE) on the CLIP
+    images, forward + backward of a plain loss (what the student trunk does in the CLIP branch)."""
+    from timm.layers import RmsNorm, SwiGLU
+    from timm.models.vision_transformer import VisionTransformer
+
+    arch, size = recipe.arch, recipe.crops.image_size
+    model = VisionTransformer(
+        img_size=size, patch_size=arch.patch_size, embed_dim=arch.vision_width, depth=arch.vision_depth,
+        num_heads=arch.vision_heads, mlp_ratio=arch.vision_hidden / arch.vision_width, num_classes=0,
+        qk_norm=arch.vision_qk_norm, norm_layer=RmsNorm, mlp_layer=SwiGLU, act_layer=torch.nn.SiLU,
+    ).to(device)
+    images = torch.rand(clip, 3, size, size, device=device)
+
+    def step():
+        with _autocast(recipe, device):
+            model.forward_features(images).float().square().mean().backward()
+
+    return step
 
 
-def timed(fn, device, repeat: int) -> float:
-    fn()  # warm-up (and compilation)
-    sync(device)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _autocast(recipe, device):
+    if device.type == "cuda" and recipe.precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="tiny")
     parser.add_argument("--clip-batch", type=int, default=None, help="per-device CLIP batch (SSL/rec scale with it)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default=None)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--record", action="store_true")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_common_options(parser)
+    args = parser.parse_args(argv)
+    device = setup(args)
     base = load_recipe(args.recipe)
     clip = args.clip_batch or base.batch.clip
     ssl = max(clip * base.batch.ssl // base.batch.clip, 1)
     rec = max(clip * base.batch.rec // base.batch.clip, 1)
     overrides = {"batch": {"clip": clip, "ssl": ssl, "rec": rec, "accumulation": 1}, "compile": args.compile,
+                 "activation_checkpointing": args.activation_checkpointing,
                  "loss": {"perceptual": 0.0}, "data": {"kind": "shapes", "num_images": max(clip, 64),
                                                         "resolution": base.crops.image_size}}
     if args.precision:
         overrides["precision"] = args.precision
     recipe = load_recipe(args.recipe, overrides)
-    device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = VTPPretrainer(recipe, run_dir, device=device, log=lambda _: None)
         objective, results = trainer.objective, {}
@@ -117,7 +129,7 @@ def main() -> None:
                 with trainer._autocast():
                     objective(batch, targets)["total"].backward()
 
-            seconds = timed(step, device, args.repeat)
+            seconds = best_seconds(step, device, args.repeat)
             objective.weights = weights
             trainer.optimizer.zero_grad(set_to_none=True)
             return seconds
@@ -129,40 +141,41 @@ def main() -> None:
             with trainer._autocast():
                 teacher(full)
 
-        results["teacher_fwd_s"] = timed(teacher_pass, device, args.repeat)
+        results["teacher_fwd_s"] = best_seconds(teacher_pass, device, args.repeat)
         trainer.loader = iter(lambda: full, None)  # the synthetic batch as an endless loader
-        results["optimizer_step_s"] = timed(trainer.train_step, device, args.repeat)
+        results["optimizer_step_s"] = best_seconds(trainer.train_step, device, args.repeat)
         data_loader = trainer._make_loader(None)
         next(data_loader)
         start = time.perf_counter()
         for _ in range(2):
             next(data_loader)
         results["data_batch_s"] = (time.perf_counter() - start) / 2
+
+        # the student trunk alone on the CLIP images (forward + backward), beside timm's ViT
+        trunk = trainer.model.trunk
+        images = batches["clip"].clip_images
+
+        def trunk_step():
+            with trainer._autocast():
+                trunk.features(images).patches.float().square().mean().backward()
+
+        results["trunk_fwd_bwd_s"] = best_seconds(trunk_step, device, args.repeat)
+        trainer.optimizer.zero_grad(set_to_none=True)
+    results["timm_vit_fwd_bwd_s"] = best_seconds(timm_vit_step(recipe, clip, device), device, args.repeat)
+    sync(device)
     flops = recipe.training_flops()
     results["model_tflops_per_step"] = flops["total"] / 1e12
     results["achieved_tflops"] = flops["total"] / results["optimizer_step_s"] / 1e12
     results["images_per_s"] = clip / results["optimizer_step_s"]
     if device.type == "cuda":
         results["mfu"] = results["achieved_tflops"] / args.peak_tflops
-        results["gpu"] = torch.cuda.get_device_name(device)
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    record = {
-        "benchmark": "vtp_pretrain_step",
-        "recipe": args.recipe,
-        "batch": {"clip": clip, "ssl": ssl, "rec": rec},
-        "device": str(device),
-        "precision": recipe.precision if device.type == "cuda" else "fp32",
-        "compile": args.compile,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in results.items()},
-    }
-    print(json.dumps(record, indent=2))
-    if args.record:
-        path = Path(__file__).parent / "results" / "vtp_pretrain.jsonl"
-        with open(path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+    settings = {"recipe": args.recipe, "batch": {"clip": clip, "ssl": ssl, "rec": rec},
+                "precision": recipe.precision if device.type == "cuda" else "fp32", "compile": args.compile,
+                "activation_checkpointing": args.activation_checkpointing, "peak_tflops": args.peak_tflops}
+    comparisons = [comparison(f"student trunk fwd+bwd, {clip} images at {recipe.crops.image_size}²",
+                              results["trunk_fwd_bwd_s"], "timm VisionTransformer, same blocks (SwiGLU, RMSNorm, qk-norm), no RoPE", results["timm_vit_fwd_bwd_s"], "s")]
+    return record("vtp_pretrain", settings, results, comparisons, device, save=not args.no_record)
 
 
 if __name__ == "__main__":
