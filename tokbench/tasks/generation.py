@@ -227,6 +227,8 @@ class GenerationTask(UsesFIDWeights, Task):
         np.savez(out / SAMPLES_FILE, arr_0=np.concatenate(images), labels=labels.numpy())
 
     def _score(self, ctx, samples_dir):
+        import importlib.metadata
+
         import numpy as np
         import torch
 
@@ -266,7 +268,9 @@ class GenerationTask(UsesFIDWeights, Task):
                 metrics["inception_score"] = None
                 unavailable["inception_score"] = str(reason)
         evaluator = {"protocol": self.protocol_version, "fid": extractor.identity, "reference": reference_name,
-                     "num_reference": int(len(reference)), "precision_recall_k": 3, "rounding": "round"}
+                     "num_reference": int(len(reference)), "precision_recall_k": 3,
+                     "precision_recall": f"torch-fidelity {importlib.metadata.version('torch-fidelity')} prc_features_to_metric on Inception pool3",
+                     "rounding": "round"}
         return metrics, unavailable, evaluator
 
 
