@@ -236,16 +236,9 @@ TRAINING_FORMAT = 1
 
 def preset_key_inputs(params: VAEParams, context=None) -> dict[str, Any]:
     """What determines a preset's trained weights: recipe version, train params and data."""
-    from tokbench_vae.train import shapes_sources
+    from tokbench.training.tiny import preset_key_inputs as key_inputs
 
-    train_images, holdout = shapes_sources(params.train, context)  # cheap: nothing is rendered
-    return {
-        "family": "tokbench_vae",
-        "format": TRAINING_FORMAT,
-        "preset": params.preset,
-        "train": params.train.cache_inputs(),
-        "data": {"train": train_images.fingerprint(), "holdout": holdout.fingerprint()},
-    }
+    return key_inputs("tokbench_vae", TRAINING_FORMAT, params.preset, params.train, context)
 
 
 def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLike | None = None) -> VAETokenizer:

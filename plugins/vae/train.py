@@ -19,7 +19,8 @@ import torch
 
 from tokbench.errors import MissingAssetError
 from tokbench.training.tiny import (  # noqa: F401 - re-exported for the plugin's callers
-    HOLDOUT_SEED_OFFSET, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources, zero_init_residuals,
+    HOLDOUT_SEED_OFFSET, AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources,
+    training_pool, zero_init_residuals,
 )
 from tokbench_vae.params import TinyTrainParams
 from tokbench_vae.presets import autoencoder_config
@@ -119,14 +120,7 @@ def train_tiny(
 
     started = time.time()
     device = torch.device(device)
-    pool = train_images if isinstance(train_images, torch.Tensor) else images_tensor(train_images, train.num_images)
-    holdout = None
-    if holdout_images is not None:
-        holdout = holdout_images if isinstance(holdout_images, torch.Tensor) else images_tensor(holdout_images)
-    if pool.dtype != torch.uint8 or pool.ndim != 4 or pool.shape[1] != 3:
-        raise ValueError(f"training images must be uint8 (N,3,H,W), got {tuple(pool.shape)} {pool.dtype}")
-    if pool.shape[-1] % train.downsample or pool.shape[-2] % train.downsample:
-        raise ValueError(f"image size {tuple(pool.shape[-2:])} is not divisible by the downsampling factor {train.downsample}")
+    pool, holdout = training_pool(train, train_images, holdout_images)
     perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
 
     with sensible_threads() as threads:
@@ -148,30 +142,15 @@ def train_tiny(
         )
         generator = torch.Generator().manual_seed(train.seed)  # data order and flips (CPU)
         noise = torch.Generator(device=device).manual_seed(train.seed + 1)  # posterior samples
-        pool = pool.to(device)
-        order = torch.randperm(len(pool), generator=generator)
-        cursor = 0
+        batches = AugmentedBatches(pool, train.batch_size, generator, train.crop_size,
+                                   train.steps - train.full_resolution_steps, device)
         history: list[dict[str, float]] = []
         steps: Iterable[int] = range(train.steps)
         if track is not None:
             steps = track(steps, "train vae tiny", train.steps)
 
         for step in steps:
-            if cursor + train.batch_size > len(order):
-                order, cursor = torch.randperm(len(pool), generator=generator), 0
-            index = order[cursor : cursor + min(train.batch_size, len(order))]
-            cursor += len(index)
-            x = pool[index.to(device)]
-            crop = train.crop_size is not None and train.crop_size < min(x.shape[-2:])
-            if crop and step < train.steps - train.full_resolution_steps:
-                top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - train.crop_size + 1, (2,), generator=generator))
-                x = x[..., top : top + train.crop_size, left : left + train.crop_size]
-            x = x.float() / 127.5 - 1
-            flips = torch.rand(2, len(x), generator=generator) < 0.5
-            x = torch.where(flips[0].to(device)[:, None, None, None], x.flip(-1), x)
-            x = torch.where(flips[1].to(device)[:, None, None, None], x.flip(-2), x)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = batches.batch(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, train)
 

@@ -246,16 +246,9 @@ TRAINING_FORMAT = 2
 
 def preset_key_inputs(params: VQGANParams, context=None) -> dict[str, Any]:
     """What determines a preset's trained weights: recipe version, train params and data."""
-    from tokbench_vqgan.train import shapes_sources
+    from tokbench.training.tiny import preset_key_inputs as key_inputs
 
-    train_images, holdout = shapes_sources(params.train, context)  # cheap: nothing is rendered
-    return {
-        "family": "tokbench_vqgan",
-        "format": TRAINING_FORMAT,
-        "preset": params.preset,
-        "train": params.train.cache_inputs(),
-        "data": {"train": train_images.fingerprint(), "holdout": holdout.fingerprint()},
-    }
+    return key_inputs("tokbench_vqgan", TRAINING_FORMAT, params.preset, params.train, context)
 
 
 def _load_trained(directory: Path, params: VQGANParams) -> VQGANTokenizer:

@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from tokbench.errors import MissingAssetError
-from tokbench.training.tiny import ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources, zero_init_residuals
+from tokbench.training.tiny import (  # noqa: F401 - images_tensor, shapes_sources re-exported for the plugin's callers
+    AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources, training_pool,
+    zero_init_residuals,
+)
 from tokbench_vqgan.model import VQArchitecture, build_model
 from tokbench_vqgan.params import TinyTrainParams
 
@@ -164,14 +167,7 @@ def train_tiny(
 
     started = time.time()
     device = torch.device(device)
-    pool = train_images if isinstance(train_images, torch.Tensor) else images_tensor(train_images, train.num_images)
-    holdout = None
-    if holdout_images is not None:
-        holdout = holdout_images if isinstance(holdout_images, torch.Tensor) else images_tensor(holdout_images)
-    if pool.dtype != torch.uint8 or pool.ndim != 4 or pool.shape[1] != 3:
-        raise ValueError(f"training images must be uint8 (N,3,H,W), got {tuple(pool.shape)} {pool.dtype}")
-    if pool.shape[-1] % train.downsample or pool.shape[-2] % train.downsample:
-        raise ValueError(f"image size {tuple(pool.shape[-2:])} is not divisible by the downsampling factor {train.downsample}")
+    pool, holdout = training_pool(train, train_images, holdout_images)
     perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
     arch = tiny_architecture(train)
 
@@ -193,30 +189,15 @@ def train_tiny(
         optimizer = torch.optim.AdamW(param_groups(model, train), lr=train.lr, betas=(0.9, 0.99), weight_decay=0.0)
         generator = torch.Generator().manual_seed(train.seed)
         restart = DeadCodeRestart(model.quantize, train.restart_window, generator, optimizer) if train.restart_dead_codes else None
-        pool = pool.to(device)
-        order = torch.randperm(len(pool), generator=generator)
-        cursor = 0
+        batches = AugmentedBatches(pool, train.batch_size, generator, train.crop_size,
+                                   train.steps - train.full_resolution_steps, device)
         history: list[dict[str, float]] = []
         steps: Iterable[int] = range(train.steps)
         if track is not None:
             steps = track(steps, "train vqgan tiny", train.steps)
 
         for step in steps:
-            if cursor + train.batch_size > len(order):
-                order, cursor = torch.randperm(len(pool), generator=generator), 0
-            index = order[cursor:cursor + min(train.batch_size, len(order))]
-            cursor += len(index)
-            x = pool[index.to(device)]
-            crop = train.crop_size is not None and train.crop_size < min(x.shape[-2:])
-            if crop and step < train.steps - train.full_resolution_steps:
-                top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - train.crop_size + 1, (2,), generator=generator))
-                x = x[..., top:top + train.crop_size, left:left + train.crop_size]
-            x = x.float() / 127.5 - 1
-            flips = torch.rand(2, len(x), generator=generator) < 0.5
-            x = torch.where(flips[0].to(device)[:, None, None, None], x.flip(-1), x)
-            x = torch.where(flips[1].to(device)[:, None, None, None], x.flip(-2), x)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = batches.batch(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, train) * group["lr_scale"]
             if step == 0 and train.init_codebook_from_data:
@@ -284,7 +265,7 @@ def train_tiny(
             "final_vq_loss": sum(h["vq"] for h in tail) / len(tail),
             "restarted_codes": restart.restarted if restart is not None else 0,
         }
-        train_eval = evaluate(model, pool[: min(len(pool), 64)].cpu() if device.type == "cpu" else pool[:64])
+        train_eval = evaluate(model, pool[: min(len(pool), 64)])
         summary["train_psnr"] = round(train_eval["psnr"], 3)
         if holdout is not None:
             held = evaluate(model, holdout)

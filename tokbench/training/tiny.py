@@ -1,6 +1,6 @@
 """What the plugins' short ``tiny``-preset training loops share: the built-in ``shapes`` images
-(train + held-out), the image tensor, thread capping, warm-up + cosine learning rate, 8-bit PSNR,
-and zero-initialised residual branches for diffusers conv autoencoders.
+(train + held-out), the image tensor, the augmented batch stream, thread capping, warm-up + cosine
+learning rate, 8-bit PSNR, and zero-initialised residual branches for diffusers conv autoencoders.
 
 ``settings`` below is any object with the fields the function reads (the plugins' pydantic
 ``TinyTrainParams``): ``num_images``, ``holdout_images``, ``resolution``, ``seed``;
@@ -85,6 +85,69 @@ def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     b = (reconstruction.clamp(0, 1) * 255).round()
     mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def preset_key_inputs(family: str, training_format: int, preset: str, train: Any, context=None) -> dict[str, Any]:
+    """What determines a tiny preset's trained weights (its store key): the plugin family, its
+    training-recipe version, the preset, the train params (``train.cache_inputs()``) and the data."""
+    train_images, holdout = shapes_sources(train, context)  # cheap: nothing is rendered
+    return {
+        "family": family,
+        "format": training_format,
+        "preset": preset,
+        "train": train.cache_inputs(),
+        "data": {"train": train_images.fingerprint(), "holdout": holdout.fingerprint()},
+    }
+
+
+def training_pool(train: Any, train_images: "ImageSource | torch.Tensor",
+                  holdout_images: "ImageSource | torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The uint8 training images (N, 3, H, W) (the first ``train.num_images`` of a source) and the
+    held-out ones, checked against the autoencoder's ``train.downsample``."""
+    pool = train_images if isinstance(train_images, torch.Tensor) else images_tensor(train_images, train.num_images)
+    holdout = None
+    if holdout_images is not None:
+        holdout = holdout_images if isinstance(holdout_images, torch.Tensor) else images_tensor(holdout_images)
+    if pool.dtype != torch.uint8 or pool.ndim != 4 or pool.shape[1] != 3:
+        raise ValueError(f"training images must be uint8 (N,3,H,W), got {tuple(pool.shape)} {pool.dtype}")
+    if pool.shape[-1] % train.downsample or pool.shape[-2] % train.downsample:
+        raise ValueError(f"image size {tuple(pool.shape[-2:])} is not divisible by the downsampling factor {train.downsample}")
+    return pool, holdout
+
+
+class AugmentedBatches:
+    """Training batches of a uint8 image pool (N, 3, H, W), in [-1, 1]: epochs of seeded
+    permutations, a random ``crop_size`` crop for steps before ``crop_until`` (the last steps
+    train at full resolution), random horizontal and vertical flips; channels-last on GPU.
+
+    Every draw comes from ``generator`` (CPU) in a fixed order per step (new permutation, crop,
+    flips), so a preset trains the same weights whatever else shares the generator in between.
+    """
+
+    def __init__(self, pool: torch.Tensor, batch_size: int, generator: torch.Generator, crop_size: int | None,
+                 crop_until: int, device: torch.device):
+        self.pool, self.device = pool.to(device), device
+        self.batch_size, self.generator = batch_size, generator
+        self.crop_size, self.crop_until = crop_size, crop_until
+        self.order, self.cursor = torch.randperm(len(self.pool), generator=generator), 0
+
+    def batch(self, step: int) -> torch.Tensor:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order, self.cursor = torch.randperm(len(self.pool), generator=self.generator), 0
+        index = self.order[self.cursor : self.cursor + min(self.batch_size, len(self.order))]
+        self.cursor += len(index)
+        x = self.pool[index.to(self.device)]
+        size = self.crop_size
+        if size is not None and size < min(x.shape[-2:]) and step < self.crop_until:
+            top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - size + 1, (2,), generator=self.generator))
+            x = x[..., top : top + size, left : left + size]
+        x = x.float() / 127.5 - 1
+        flips = torch.rand(2, len(x), generator=self.generator) < 0.5
+        x = torch.where(flips[0].to(self.device)[:, None, None, None], x.flip(-1), x)
+        x = torch.where(flips[1].to(self.device)[:, None, None, None], x.flip(-2), x)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def lr_at(step: int, train: Any) -> float:
