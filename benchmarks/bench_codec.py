@@ -139,8 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
         if base is not None:
             base[2].to(device)
         for precision in args.precisions.split(","):
+            # the plugins read their precision from params (VAE, VQGAN) or keep a copy (VTP, RAE);
+            # they autocast to bf16 on GPU only
             if hasattr(tokenizer.params, "precision"):
                 tokenizer.params = tokenizer.params.model_copy(update={"precision": precision})
+            if hasattr(tokenizer, "precision"):
+                tokenizer.precision = precision
             autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                         else torch.autocast(device.type, enabled=False))
             for batch in (int(b) for b in args.batch_sizes.split(",")):

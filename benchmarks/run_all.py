@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 #: benchmark -> arguments, per device kind
 SETTINGS: dict[str, dict[str, list[str]]] = {
     "codec": {
-        "cpu": ["--batch-sizes", "1,4", "--repeats", "1"],
+        "cpu": ["--batch-sizes", "1,4", "--repeats", "1"],  # the plugins autocast on GPU only
         "cuda": ["--batch-sizes", "1,4,16,64,256", "--precisions", "fp32,bf16", "--repeats", "3"],
         "quick": ["--models", "sd-vae-f8d4", "--batch-sizes", "1", "--resolution", "64", "--repeats", "1"],
     },
