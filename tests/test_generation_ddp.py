@@ -3,45 +3,33 @@ same global batch (same losses, same weights), and only rank 0 writes the checkp
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from test_generation_train import trainer
+
+from tokbench.testing.gloo import free_port, gloo_rank
 
 WORLD = 2
 STEPS = 4
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
-        from pathlib import Path
+    from pathlib import Path
 
+    with gloo_rank(rank, WORLD, port):
         run = trainer(Path(out_dir) / "work", steps=STEPS, grad_clip=1.0)
         history = [run.train_step() for _ in range(STEPS)]
         run.save()
         torch.save({"history": history, "model": run.model.state_dict(), "ema": run.ema.state_dict(),
                     "world": run.world}, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("dit-ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
     return out_dir, [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -8,7 +8,6 @@ two-task Slurm job would, and checks DDP training, split extraction and one comm
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from tokbench.errors import TokbenchError
 from tokbench.ranks import RankFailed, Ranks, RankStore, Rendezvous
+from tokbench.testing.gloo import free_port, gloo_rank
 
 
 def _pair(tmp_path: Path, attempt: str = "a1") -> tuple[RankStore, RankStore]:
@@ -155,26 +155,13 @@ tasks:
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank: int, port: int, run_dir: str, key: str, out: str) -> None:
-    import torch
-    import torch.distributed as dist
-
     from tokbench.ranks import agree_ranks
     from tokbench.runner import execute_unit
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
+    with gloo_rank(rank, 2, port):
         outcome = execute_unit(run_dir, key, None, False, agree_ranks())
         Path(out, f"rank{rank}.json").write_text(json.dumps(outcome))
-    finally:
-        dist.destroy_process_group()
 
 
 def _run_dir(tmp_path: Path, name: str):
@@ -198,7 +185,7 @@ def test_a_generation_unit_on_two_ranks_trains_with_both_and_commits_once(tmp_pa
     from tokbench.runner import execute_unit
 
     run_dir, unit, store = _run_dir(tmp_path, "two")
-    mp.spawn(_rank, args=(_free_port(), str(run_dir), unit.key, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), str(run_dir), unit.key, str(tmp_path)), nprocs=2, join=True)
     outcomes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [o["status"] for o in outcomes] == ["done", "done"], outcomes
     record = store.get_result(unit.key)

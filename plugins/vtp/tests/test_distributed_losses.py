@@ -8,14 +8,14 @@ results and the parent compares them with the single-process computation.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+from tokbench.testing.gloo import free_port, gloo_rank
 
 from tokbench_vtp.pretrain.distributed import all_reduce_mean_, world_info
 from tokbench_vtp.pretrain.losses.clip import ClipLoss
@@ -77,9 +77,7 @@ def _ssl_results(rows: torch.Tensor, n_local: int) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with gloo_rank(rank, WORLD, port):
         assert world_info() == (rank, WORLD)
         data = _inputs()
         b = CLIP_B // WORLD
@@ -92,21 +90,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         rows = data["ssl"][start : start + SSL_ROWS[rank]]
         results.update(_ssl_results(rows, SSL_ROWS[rank]))
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()  # no rank tears gloo down while its peer is still talking to it
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, torch.Tensor]]:
     out_dir = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
+from tokbench.testing.gloo import free_port
 from tokbench_vtp.pretrain.recipe import PretrainRecipe, load_recipe
 from tokbench_vtp.pretrain.trainer import CHECKPOINT, StopRequested, VTPPretrainer
 
@@ -130,25 +130,14 @@ def test_dino_feature_discriminator_option(tmp_path):
     assert frozen, "the trunk features of the DINO discriminator are frozen"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, run_root: str, out: str, local_loss: bool) -> None:
-    import torch.distributed as dist
+    from tokbench.testing.gloo import gloo_rank
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
+    with gloo_rank(rank, world_size, port):
         trainer = VTPPretrainer(_ddp_recipe(local_loss), Path(run_root) / f"rank{rank}")
         parts = trainer.forward_backward()
         grads = {n: p.grad.clone() for n, p in trainer.objective.named_parameters() if p.grad is not None}
         torch.save({"parts": parts, "grads": grads}, Path(out) / f"rank{rank}.pt")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 def _ddp_recipe(local_loss: bool) -> PretrainRecipe:
@@ -171,7 +160,7 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path, 
     parts = single.forward_backward()
     grads = {n: p.grad.clone() for n, p in single.objective.named_parameters() if p.grad is not None}
     os.environ.pop("WORLD_SIZE", None)
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path), local_loss), nprocs=2, join=True,
+    mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path), str(tmp_path), local_loss), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     # Logged losses are the mean over ranks, which is the single-process loss (CLIP: each rank
