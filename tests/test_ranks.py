@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from generation_suites import GENERATION_UNIT_SUITE
 from tokbench.errors import TokbenchError
 from tokbench.ranks import RankFailed, Ranks, RankStore, Rendezvous
 from tokbench.testing.gloo import free_port, gloo_rank
@@ -137,22 +138,8 @@ def test_followers_never_take_store_locks(tmp_path):
 
 # ---- a whole unit on two processes ---------------------------------------------------------------
 
-SUITE = """
-name: two-ranks
-store: {root: STORE}
-launcher: {backend: debug, device: cpu}
-datasets:
-  train: {kind: shapes, params: {split: train, num_images: 64, resolution: 32}}
-  val: {kind: shapes, params: {split: val, num_images: 32, resolution: 32}}
-tokenizers:
-  bicubic: {plugin: resample, params: {factor: 4}}
-tasks:
-  - kind: generation
-    dataset: val
-    train_dataset: train
-    params: {model: micro, target_tokens: 16, steps: 6, batch_size: 16, precision: fp32, sample_steps: 3,
-             num_samples: 32, metrics: [gfid], shard_size: 16, extract_batch_size: 16, sample_batch_size: 32}
-"""
+SUITE = (GENERATION_UNIT_SUITE.replace("NAME", "two-ranks").replace("LAUNCHER", "{backend: debug, device: cpu}")
+         .replace("RESOURCES", "null").replace("STEPS", "6"))
 
 
 def _rank(rank: int, port: int, run_dir: str, key: str, out: str) -> None:

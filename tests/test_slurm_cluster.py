@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from generation_suites import GENERATION_UNIT_SUITE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -270,24 +271,9 @@ def test_two_ranks_from_the_job_environment(cluster, tmp_path):
     assert results[0][4] == "0,1"  # the two fake GPUs of the node
 
 
-TWO_RANKS = """
-name: slurm-two-ranks
-store: {root: STORE}
-launcher: {backend: slurm, profile: local, device: cpu, resources: {cpus_per_task: 1, mem_gb: 2}}
-datasets:
-  train: {kind: shapes, params: {split: train, num_images: 64, resolution: 32}}
-  val: {kind: shapes, params: {split: val, num_images: 32, resolution: 32}}
-tokenizers:
-  bicubic: {plugin: resample, params: {factor: 4}}
-tasks:
-  - kind: generation
-    dataset: val
-    train_dataset: train
-    resources: {gpus_per_node: 2, time_min: 20}
-    params: {model: micro, target_tokens: 16, steps: 20, batch_size: 16, precision: fp32, sample_steps: 3,
-             num_samples: 32, metrics: [gfid], shard_size: 16, extract_batch_size: 16, sample_batch_size: 32}
-report: {formats: [markdown]}
-"""
+TWO_RANKS = (GENERATION_UNIT_SUITE.replace("NAME", "slurm-two-ranks")
+             .replace("LAUNCHER", "{backend: slurm, profile: local, device: cpu, resources: {cpus_per_task: 1, mem_gb: 2}}")
+             .replace("RESOURCES", "{gpus_per_node: 2, time_min: 20}").replace("STEPS", "20"))
 
 
 def test_a_unit_on_a_two_task_job_trains_on_both_ranks_and_commits_once(cluster, tmp_path):
