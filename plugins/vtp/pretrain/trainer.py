@@ -37,12 +37,15 @@ from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.pretrain.distributed import all_reduce_mean_, world_info
 from tokbench_vtp.pretrain.heads import DINOHead, cancel_last_layer_gradients
 from tokbench_vtp.pretrain.losses.clip import clamp_logit_scale_
+from tokbench_vtp.pretrain.losses.dino import relative_entropy
 from tokbench_vtp.pretrain.objective import Stage1Objective, teacher_targets
 from tokbench_vtp.pretrain.recipe import PretrainRecipe
 
 logger = logging.getLogger("tokbench_vtp.pretrain")
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
+#: teacher target entropy / ln K above which the DINO branch counts as collapsed to uniform
+COLLAPSE_ENTROPY = 0.95
 SUMMARY = "training.json"
 
 
@@ -120,6 +123,7 @@ class VTPPretrainer:
         self.wd = CosineSchedule(o.weight_decay, o.weight_decay_end, recipe.steps)
         self.momentum = CosineSchedule(o.teacher_momentum, o.teacher_momentum_end, recipe.steps)
         self.step = 0
+        self._collapse_warned = False
         self.stage2 = None
         self.loader = self._make_loader(source)
         self.history: list[dict[str, Any]] = []
@@ -133,10 +137,13 @@ class VTPPretrainer:
 
         return build_loader(self.recipe, source, rank=self.rank, world_size=self.world_size)
 
+    @property
+    def teacher_temp_warmup(self) -> int:
+        warmup = self.recipe.loss.teacher_temp_warmup_steps
+        return int(0.3 * self.recipe.steps) if warmup is None else warmup
+
     def teacher_temp(self, step: int) -> float:
-        loss = self.recipe.loss
-        warmup = loss.teacher_temp_warmup_steps
-        warmup = int(0.3 * self.recipe.steps) if warmup is None else warmup
+        loss, warmup = self.recipe.loss, self.teacher_temp_warmup
         if step < warmup:
             return loss.warmup_teacher_temp + (loss.teacher_temp - loss.warmup_teacher_temp) * step / warmup
         return loss.teacher_temp
@@ -145,8 +152,22 @@ class VTPPretrainer:
     def train_step(self) -> dict[str, float]:
         """One optimizer step: forward/backward over the micro-batches, then the update."""
         record = self.forward_backward()
+        self._check_collapse(record)
         record.update(self.apply_update())
         return record
+
+    def _check_collapse(self, record: dict[str, float]) -> None:
+        """Warn once when the DINO teacher targets stay near uniform after the temperature warm-up."""
+        entropy = record.get("dino_teacher_entropy")
+        if entropy is None or self.step < self.teacher_temp_warmup or entropy < COLLAPSE_ENTROPY or self._collapse_warned:
+            return
+        self._collapse_warned = True
+        self.log(
+            f"[vtp warning] step {self.step}: the DINO teacher targets are near uniform (entropy {entropy:.3f} of "
+            f"ln K): the DINO branch has collapsed and teaches the trunk nothing. Small batches need fewer "
+            f"prototypes (head.prototypes, now {self.recipe.head.prototypes}) or a lower loss.teacher_temp "
+            f"(now {self.recipe.loss.teacher_temp})."
+        )
 
     def forward_backward(self) -> dict[str, float]:
         """Set this step's lr / weight decay, run every micro-batch (teacher targets, the three
@@ -169,6 +190,8 @@ class VTPPretrainer:
                                               self.teacher_temp(step), recipe.loss.centering)
                 parts = self.trainable(batch, targets)
                 (parts["total"] / accumulation).backward()
+            if targets is not None:
+                parts["dino_teacher_entropy"] = relative_entropy(targets.cls_probs)
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / accumulation
         if self.world_size > 1:  # log the global mean, not rank 0's share

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from tokbench_vtp.pretrain.losses.dino import DINOLoss, dino_crop_pairs_loss, pair_cross_entropy, sinkhorn_knopp
+from tokbench_vtp.pretrain.losses.dino import (
+    DINOLoss,
+    dino_crop_pairs_loss,
+    pair_cross_entropy,
+    relative_entropy,
+    sinkhorn_knopp,
+)
 
 
 
@@ -137,3 +143,15 @@ def test_crop_pairs_loss_without_local_crops_and_errors() -> None:
         dino_crop_pairs_loss(student, torch.randn(3, 3), teacher, n_global=2)
     with pytest.raises(ValueError, match="same"):
         DINOLoss(out_dim=3)([student], [teacher[:2]])
+
+
+def test_relative_entropy_by_hand() -> None:
+    uniform = torch.full((3, 8), 1 / 8)
+    one_hot = torch.eye(4)
+    assert relative_entropy(uniform).item() == pytest.approx(1.0)
+    assert relative_entropy(one_hot).item() == pytest.approx(0.0)
+    # two equally likely prototypes out of 4: ln 2 / ln 4 = 0.5; averaged with a one-hot row: 0.25
+    half = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert relative_entropy(half).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="relative_entropy"):
+        relative_entropy(torch.ones(4))

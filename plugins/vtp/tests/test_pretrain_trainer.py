@@ -49,6 +49,7 @@ def test_every_branch_gets_gradients_and_the_loss_parts_are_logged(tmp_path):
     parts = trainer.forward_backward()
     for name in ("clip", "dino", "ibot", "koleo", "rec", "total"):
         assert name in parts and torch.isfinite(torch.tensor(parts[name])), name
+    assert 0.0 < parts["dino_teacher_entropy"] <= 1.0
     model = trainer.model
     for name, param in {
         "patch_embed": model.trunk.patch_embed.proj.weight,
@@ -67,6 +68,18 @@ def test_every_branch_gets_gradients_and_the_loss_parts_are_logged(tmp_path):
     after = trainer.teacher_trunk.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert not torch.equal(after["blocks.0.attn.qkv.weight"], model.trunk.blocks[0].attn.qkv.weight)
+
+
+def test_a_collapsed_dino_branch_is_reported_once_after_the_warm_up(tmp_path):
+    messages: list[str] = []
+    trainer = VTPPretrainer(micro_recipe(), tmp_path / "run", log=messages.append)
+    trainer._check_collapse({"dino_teacher_entropy": 0.99})  # step 0: still in the temperature warm-up
+    trainer.step = trainer.teacher_temp_warmup
+    trainer._check_collapse({"dino_teacher_entropy": 0.5})  # a peaked teacher: healthy
+    assert messages == []
+    trainer._check_collapse({"dino_teacher_entropy": 0.99})
+    trainer._check_collapse({"dino_teacher_entropy": 0.99})
+    assert len(messages) == 1 and "collapsed" in messages[0] and "head.prototypes" in messages[0]
 
 
 @pytest.mark.parametrize("stop_at", [3, 5])  # inside stage 1, and inside stage 2

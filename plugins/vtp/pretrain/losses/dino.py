@@ -15,6 +15,7 @@ DINOv2's multi-crop pairing and normalisation on top of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,7 +25,9 @@ from torch import nn
 
 from tokbench_vtp.pretrain.distributed import all_reduce_max_, all_reduce_sum_
 
-__all__ = ["DINOLoss", "DinoCropLosses", "dino_crop_pairs_loss", "pair_cross_entropy", "sinkhorn_knopp"]
+__all__ = [
+    "DINOLoss", "DinoCropLosses", "dino_crop_pairs_loss", "pair_cross_entropy", "relative_entropy", "sinkhorn_knopp",
+]
 
 
 def pair_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, student_temp: float) -> torch.Tensor:
@@ -43,6 +46,18 @@ def _cross_entropy_from_log_probs(log_p: torch.Tensor, teacher_probs: torch.Tens
             f"got {tuple(log_p.shape)} and {tuple(teacher_probs.shape)}"
         )
     return -(teacher_probs.float() * log_p).sum(dim=-1)
+
+
+@torch.no_grad()
+def relative_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of the rows of ``probs`` (B, K) divided by ln K: 1 for uniform targets, 0 for
+    one-hot ones. DINO teacher targets near 1 have collapsed to uniform: the student then only
+    learns to flatten its outputs and the branch teaches the trunk nothing."""
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"relative_entropy expects (B, K >= 2) probabilities, got shape {tuple(probs.shape)}")
+    p = probs.float()
+    entropy = -(p * p.clamp_min(torch.finfo(p.dtype).tiny).log()).sum(dim=-1).mean()
+    return entropy / math.log(probs.shape[1])
 
 
 @torch.no_grad()
