@@ -45,7 +45,7 @@ logger = logging.getLogger("tokbench_vtp.pretrain")
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
 #: teacher target entropy / ln K above which the DINO branch counts as collapsed to uniform
-COLLAPSE_ENTROPY = 0.95
+COLLAPSE_ENTROPY = 0.9
 SUMMARY = "training.json"
 
 
