@@ -6,6 +6,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: ImageNet channel statistics, the input normalisation of most pretrained vision encoders
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_normalize(images: Tensor) -> Tensor:
+    """[0, 1] images (B, 3, H, W) -> ImageNet-normalised."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def imagenet_denormalize(images: Tensor) -> Tensor:
+    """The inverse of :func:`imagenet_normalize`."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return images * std + mean
+
 
 class RMSNorm(nn.Module):
     """``x · rsqrt(mean(x²) + eps)`` computed in fp32, cast back to the input dtype, then times the

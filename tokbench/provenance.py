@@ -1,4 +1,5 @@
-"""Where a number came from: software versions, git commit, host, device, job ids."""
+"""Where a number came from: software versions, the code (git commit of a checkout, or the
+installed package's version), host, device, job ids."""
 
 from __future__ import annotations
 
@@ -48,6 +49,19 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def code_source() -> dict[str, Any]:
+    """Which tokbench code ran: the git commit of a checkout (editable install), or, for a wheel or
+    ``pip install .`` (no checkout), the installed package's version, saying which it is."""
+    commit = git_commit()
+    if commit is not None:
+        return {"kind": "git checkout", **commit}
+    try:
+        version = metadata.version("tokbench")
+    except metadata.PackageNotFoundError:  # pragma: no cover - source tree on sys.path, never installed
+        from tokbench import __version__ as version
+    return {"kind": "installed package", "distribution": "tokbench", "version": version}
+
+
 def device_info(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count()}
     if device.startswith("cuda"):
@@ -79,7 +93,7 @@ def job_ids() -> dict[str, str]:
 def collect(device: str) -> dict[str, Any]:
     return {
         "software": software_versions(),
-        "git": git_commit(),
+        "source": code_source(),
         "host": socket.gethostname(),
         "device": device_info(device),
         "jobs": job_ids(),

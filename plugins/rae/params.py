@@ -21,13 +21,16 @@ from tokbench.errors import MissingAssetError
 from tokbench_rae.sizes import DECODER_SIZES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tokbench_vtp.pretrain.recipe import PretrainRecipe
+    from tokbench_vtp.api import PretrainRecipe
 
 #: the Hugging Face repository holding the released decoders and statistics
 HUB_REPO = "nyu-visionx/RAE-collections"
 DEFAULT_ENCODER = "vit_base_patch14_reg4_dinov2.lvd142m"
 #: the VTP recipe (DINO/iBOT only) that pretrains the tiny preset's encoder
 TINY_ENCODER_RECIPE = Path(__file__).resolve().parent / "presets" / "tiny-encoder.yaml"
+NEEDS_VTP = ("`preset: tiny` pretrains its encoder with the vtp plugin (package tokbench_vtp), which is not "
+             "installed: install it (`pip install tokbench` ships the in-repo plugins together), or load "
+             "weights with `pretrained:` or `decoder:` instead")
 SSL_ONLY = ("encoder_recipe_overrides: the RAE encoder is pretrained with the self-supervised loss only; "
             "keep loss.clip: 0, loss.rec: 0 and loss.ssl > 0")
 
@@ -182,8 +185,7 @@ class RAEParams(BaseModel):
         raises ValueError naming ``encoder_recipe_overrides.<field>``."""
         if self.preset is None:
             return None
-        from tokbench_vtp.pretrain.recipe import load_recipe
-
+        load_recipe = vtp_api().load_recipe
         loss = self.encoder_recipe_overrides.get("loss")
         if isinstance(loss, dict) and any(loss.get(name, 0) for name in ("clip", "rec")) or (
             isinstance(loss, dict) and loss.get("ssl", 1) <= 0
@@ -245,3 +247,16 @@ def missing_file_hint(name: str) -> str:
         "download timm's weights with `hf download timm/vit_base_patch14_reg4_dinov2.lvd142m model.safetensors "
         "--local-dir ./weights/dinov2-reg4` (or use facebook/dinov2-with-registers-base's model.safetensors)"
     )
+
+
+def vtp_api():
+    """``tokbench_vtp.api``: the vtp plugin's public interface, through which the ``tiny`` preset
+    pretrains and loads its encoder (the only use RAE makes of VTP). A ValueError saying so when the
+    vtp plugin is not installed; RAE's released and local weights work without it."""
+    try:
+        from tokbench_vtp import api
+    except ModuleNotFoundError as error:
+        if error.name != "tokbench_vtp":
+            raise
+        raise ValueError(NEEDS_VTP) from None
+    return api

@@ -3,7 +3,7 @@
 The tiny preset is two store artifacts:
 
 1. the encoder: a VTP-recipe ViT pretrained with the DINO/iBOT loss only
-   (``presets/tiny-encoder.yaml``), trained and cached by ``tokbench_vtp.pretrain.run``;
+   (``presets/tiny-encoder.yaml``), trained and cached by the vtp plugin (``tokbench_vtp.api``);
 2. the decoder: :func:`train_decoder` on 64 px ``shapes`` through that frozen encoder, written as
    ``model.pt`` (the released GeneralDecoder layout) + ``stat.pt`` (per-element statistics).
 """
@@ -23,17 +23,17 @@ import torch
 from torch import Tensor, nn
 
 from tokbench.errors import MissingAssetError
+from tokbench.training.tiny import shapes_sources
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder, VTPTrunkEncoder
 from tokbench_rae.latent_stats import compute_stats, write_stats
-from tokbench_rae.params import DecoderTrainParams, RAEParams
+from tokbench_rae.params import DecoderTrainParams, RAEParams, vtp_api
 from tokbench_rae.pipeline import decode_pixels, encode_tokens, tokens_to_grid
 from tokbench_rae.sizes import decoder_config
 
 KIND = "tokenizer-checkpoint"
 #: bump when the training code changes what a preset produces
 TRAINING_FORMAT = 1
-HOLDOUT_SEED_OFFSET = 1
 SUMMARY = "training.json"
 #: RAE's DiffAugment policy (probability 1, no cutout)
 RAE_AUGMENT = ("color", "translation")
@@ -242,30 +242,22 @@ def train_decoder(
 # ---- the tiny preset ---------------------------------------------------------------------------------
 def load_vtp_encoder(directory: str | Path) -> VTPTrunkEncoder:
     """The frozen trunk of a VTP-format checkpoint directory (text tower and pixel decoder not loaded)."""
-    from tokbench_vtp.checkpoint import load_official
-
-    model = load_official(Path(directory), components=())
-    return VTPTrunkEncoder(model.trunk.eval().requires_grad_(False))
+    return VTPTrunkEncoder(vtp_api().load_trunk(directory))
 
 
 def shapes_images(train: DecoderTrainParams, context) -> tuple[Tensor, Tensor]:
     """(training images, held-out images) as uint8 tensors, from the built-in ``shapes`` dataset."""
     from tokbench.data.loader import load_images
 
-    options = {"resolution": train.resolution}
-    train_set = context.build_dataset("shapes", {"split": "train", "num_images": train.num_images, "seed": train.seed, **options})
-    holdout = context.build_dataset("shapes", {"split": "val", "num_images": train.holdout_images,
-                                               "seed": train.seed + HOLDOUT_SEED_OFFSET, **options})
+    train_set, holdout = shapes_sources(train, context)
     return load_images(train_set, range(len(train_set))), load_images(holdout, range(len(holdout)))
 
 
 def tiny_artifacts(params: RAEParams, context) -> tuple[Path, Path, float]:
     """(encoder directory, decoder directory, total training FLOPs) of the tiny preset, from the store
     (each trained once: the encoder by the VTP trainer, the decoder here)."""
-    from tokbench_vtp.pretrain.run import trained_checkpoint
-
     recipe = params.encoder_recipe()
-    encoder_dir = Path(trained_checkpoint(recipe, context))
+    encoder_dir = vtp_api().pretrained_checkpoint(recipe, context)
     train = params.train
     key_inputs = {"family": "tokbench_rae", "format": TRAINING_FORMAT, "encoder": recipe.cache_inputs(),
                   "train": train.cache_inputs()}

@@ -31,7 +31,8 @@ from tokbench.checkpoints import read_latent_stats
 from tokbench.hashing import file_identity, state_dict_fingerprint
 from tokbench.suggest import did_you_mean
 from tokbench_vtp.checkpoint import CONFIG_NAME, load_official, resolve_checkpoint
-from tokbench_vtp.model.vtp import VTPModel, imagenet_denormalize, imagenet_normalize
+from tokbench.layers import imagenet_denormalize, imagenet_normalize
+from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.params import LATENT_STATS_HINT, VTPParams
 
 #: resolution the released checkpoints were trained at

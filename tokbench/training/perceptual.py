@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tokbench.layers import IMAGENET_MEAN, IMAGENET_STD
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, vgg16_features_state, find_vgg16_weights
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SPACES", "LPIPSLoss", "to_signed"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SPACES = ("unit", "signed", "imagenet")
 
 

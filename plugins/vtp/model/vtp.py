@@ -21,22 +21,6 @@ from tokbench_vtp.model.pixel_decoder import PixelDecoder
 from tokbench_vtp.model.text import TextTransformer, causal_mask, eot_pool
 from tokbench_vtp.model.trunk import TrunkOutput, VisionTrunk
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def imagenet_normalize(images: Tensor) -> Tensor:
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
-
-
-def imagenet_denormalize(images: Tensor) -> Tensor:
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return images * std + mean
-
-
 class VTPModel(nn.Module):
     def __init__(self, arch: VTPArchitecture):
         super().__init__()

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench_vtp.model.vtp import VTPModel, imagenet_normalize
+from tokbench.layers import imagenet_normalize
+from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.pretrain.collate import PretrainBatch
 from tokbench_vtp.pretrain.heads import DINOHead
 from tokbench_vtp.pretrain.losses.clip import ClipLoss

@@ -14,7 +14,7 @@ from tokbench.api import Capability, CapabilityError
 from tokbench.errors import MissingAssetError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vtp.checkpoint import save_official
-from tokbench_vtp.model.vtp import imagenet_denormalize, imagenet_normalize
+from tokbench.layers import imagenet_denormalize, imagenet_normalize
 from tokbench_vtp.params import VTPParams
 from tokbench_vtp.text_tokenizer import EOT_TOKEN, SOT_TOKEN
 from tokbench_vtp.tokenizer import VTPTokenizer, build_vtp
