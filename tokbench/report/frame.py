@@ -11,26 +11,32 @@ import json
 from typing import Any, Iterable
 
 from tokbench.hashing import content_key
+from tokbench.report.comparability import measurement_identity
 from tokbench.report.metrics import SPREADS, metric_info
 
 COLUMNS = [
     "suite", "task", "task_kind", "protocol", "dataset", "tokenizer", "tokenizer_name", "plugin",
     "metric", "value", "spread", "spread_count", "n", "seed", "higher_is_better", "evaluator_id",
     "unavailable", "unit_key", "tokenizer_fingerprint", "run", "provenance",
+    "comparability", "identity", "evidence",
 ]
 
 #: evaluator sub-records that belong to one metric family only (the rest is shared)
 _METRIC_FAMILIES = {"fid": {"rfid", "kid", "gfid", "precision", "recall", "inception_score"},
-                    "ssim": {"ssim"}, "psnr": {"psnr"}, "lpips": {"lpips"}}
+                    "kid": {"kid"}, "ssim": {"ssim"}, "psnr": {"psnr"}, "lpips": {"lpips"}}
+
+
+def relevant_evaluator(evaluator: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The evaluator settings behind ``metric``: shared entries (protocol, crop, recipe, ...)
+    plus the metric's own family (e.g. the FID weights for rFID), so an LPIPS backbone that
+    was missing for one tokenizer does not split the rFID column."""
+    return {key: value for key, value in evaluator.items()
+            if key not in _METRIC_FAMILIES or metric in _METRIC_FAMILIES[key]}
 
 
 def evaluator_identity(evaluator: dict[str, Any], metric: str) -> str:
-    """Hash of the evaluator settings behind ``metric``: shared entries (protocol, crop,
-    recipe, ...) plus the metric's own family (e.g. the FID weights for rFID), so an
-    LPIPS backbone that was missing for one tokenizer does not split the rFID column."""
-    relevant = {key: value for key, value in evaluator.items()
-                if key not in _METRIC_FAMILIES or metric in _METRIC_FAMILIES[key]}
-    return content_key(relevant)[:12]
+    """Hash of ``relevant_evaluator``."""
+    return content_key(relevant_evaluator(evaluator, metric))[:12]
 
 
 def _find_seed(params: Any) -> int | None:
@@ -73,6 +79,8 @@ def long_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         "run": record.get("suite", {}).get("run"),
         "provenance": json.dumps(record.get("provenance", {}), sort_keys=True, default=str),
     }
+    identity = measurement_identity(record)
+    evidence = record.get("details", {}).get("evidence") or {}
     rows = []
     for name, value in metrics.items():
         if name in SPREADS:
@@ -87,9 +95,18 @@ def long_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             "spread_count": len(seeds) if spread is not None and isinstance(seeds, list) else None,
             "higher_is_better": info.higher_is_better,
             "evaluator_id": evaluator_identity(record.get("evaluator", {}), name),
+            **_comparability(identity, relevant_evaluator(record.get("evaluator", {}), name)),
             "unavailable": unavailable.get(name),
+            # what the metric was computed from, per item (see tokbench.verdicts): its interval and tests
+            "evidence": json.dumps(evidence[name], sort_keys=True) if name in evidence else None,
         })
     return rows
+
+
+def _comparability(identity: dict[str, Any], evaluator: dict[str, Any]) -> dict[str, str]:
+    """The measurement identity of one metric (its own evaluator part) and its hash."""
+    identity = {**identity, "evaluator": evaluator}
+    return {"comparability": content_key(identity)[:16], "identity": json.dumps(identity, sort_keys=True, default=str)}
 
 
 def long_frame(records: Iterable[dict[str, Any]], suite: str | None = None):

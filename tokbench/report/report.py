@@ -30,17 +30,32 @@ class Report:
     plots: list[Plot] = field(default_factory=list)
     skipped_plots: dict[str, str] = field(default_factory=dict)  # name -> why not drawn
     allow_mixing: bool = False
+    timings: str = ""  # Markdown: wall time by phase per unit (tokbench.report.timings)
 
 
 def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None, specs: list[TableSpec] | None = None,
-                 allow_mixing: bool = False, title: str | None = None, store=None, plots: bool = False) -> Report:
+                 allow_mixing: bool = False, title: str | None = None, store=None, plots: bool = False,
+                 settings=None) -> Report:
+    """``settings``: the suite's ``report:`` section (``ReportConfig``; defaults when None). With a
+    ``store``, every cell and result gets its interval and every column its ties (see
+    :mod:`tokbench.report.verdicts`), computed from the evidence the results point to."""
     from tokbench.report.frame import long_frame
 
     records = list(records)
     frame = long_frame(records, suite=suite)
-    tables = build_tables(frame, specs, allow_mixing) if len(frame) else []
+    verdicts = None
+    if store is not None:
+        from tokbench.config import ReportConfig
+        from tokbench.report.verdicts import Verdicts
+
+        verdicts = Verdicts.from_config(store, settings or ReportConfig())
+        _result_intervals(frame, verdicts)
+    tables = build_tables(frame, specs, allow_mixing, verdicts) if len(frame) else []
     report = Report(title or (f"tokbench leaderboard: {suite}" if suite else "tokbench leaderboard"), frame, tables,
                     allow_mixing=allow_mixing)
+    from tokbench.report.timings import timing_table
+
+    report.timings = timing_table(r for r in records if suite is None or r.get("suite", {}).get("name") == suite)
     if plots:
         from tokbench.report.plots import draw_plots
 
@@ -49,9 +64,25 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     return report
 
 
+def _result_intervals(frame, verdicts) -> None:
+    """``ci_low``, ``ci_high``, ``ci_method`` on every row of the long frame (one result each)."""
+    from tokbench.report.tables import Cell
+
+    lows, highs, methods = [], [], []
+    for value, evidence in zip(frame["value"], frame["evidence"]):
+        cell = Cell(None if value is None or value != value else float(value),
+                    evidence=evidence if isinstance(evidence, str) else None)
+        verdicts.interval(cell)
+        lows.append(cell.ci_low)
+        highs.append(cell.ci_high)
+        methods.append(cell.ci_method)
+    frame["ci_low"], frame["ci_high"], frame["ci_method"] = lows, highs, methods
+
+
 #: format -> file name in a leaderboard folder
 FILES = {"markdown": "leaderboard.md", "latex": "leaderboard.tex", "csv": "results.csv", "json": "results.json",
          "html": "index.html"}
+TIMINGS_FILE = "timings.md"
 
 
 def write_leaderboard(report: Report, directory: Path, formats: Iterable[str] = tuple(FILES)) -> dict[str, Path]:
@@ -66,6 +97,11 @@ def write_leaderboard(report: Report, directory: Path, formats: Iterable[str] = 
         path = directory / FILES.get(fmt, f"leaderboard.{fmt}")
         path.write_text(exporter(report))
         written[fmt] = path
+    if report.timings:
+        path = directory / TIMINGS_FILE
+        path.write_text(f"# Where the time went: {report.title}\n\nWall time of each unit by phase, slowest first "
+                        f"(cached units keep the time of the run that computed them).\n\n{report.timings}\n")
+        written["timings"] = path
     if report.plots:
         (directory / "plots").mkdir(exist_ok=True)
         for plot in report.plots:

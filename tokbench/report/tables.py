@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokbench.errors import TokbenchError
 from tokbench.report.metrics import METRICS, MetricInfo, metric_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tokbench.report.verdicts import Verdicts
 
 
 class ComparabilityError(TokbenchError):
@@ -62,12 +65,33 @@ class Cell:
     unavailable: str | None = None
     unit_keys: list[str] = field(default_factory=list)
     provenance: list[str] = field(default_factory=list)
+    #: the confidence interval, in the value's units (None only without a value or evidence)
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_method: str | None = None
+    #: the best cell, or not significantly different from it (None: no test was possible)
+    tied_with_best: bool | None = None
+    #: (best, worst) rank this cell can hold given the pairwise tests of its column
+    rank_range: tuple[int, int] | None = None
+    #: Holm-adjusted p-value of the test against the column's best, and what test
+    p_vs_best: float | None = None
+    test: str | None = None
+    #: the per-item evidence of a single result (JSON) and the values of a seed group
+    evidence: str | None = None
+    seed_values: list[float] | None = None
 
-    def text(self, info: MetricInfo) -> str:
+    def text(self, info: MetricInfo, interval_style: str = "halfwidth") -> str:
         if self.value is None:
             return "n/a"
-        spread = self.spread
-        return info.format(self.value, spread)
+        if self.ci_low is not None and self.ci_high is not None:
+            return info.format_interval(self.value, self.ci_low, self.ci_high, interval_style)
+        return info.format(self.value, self.spread)
+
+    def rank_text(self) -> str:
+        """``1–3`` where the tests leave the rank open, else empty."""
+        if self.rank_range is None or self.rank_range[0] == self.rank_range[1]:
+            return ""
+        return f"{self.rank_range[0]}–{self.rank_range[1]}"
 
 
 @dataclass
@@ -105,9 +129,21 @@ class Table:
     footnotes: dict[str, str]  # mark -> text
     highlight: bool = True
     row_groups: list[str] | None = None  # group of each row, when grouped
+    #: how intervals and ties were computed (a footnote), None when they were not
+    verdict_note: str | None = None
+    interval_style: str = "halfwidth"
 
     def cell(self, row: int, column: int) -> Cell:
         return self.cells.get((row, column)) or Cell(None)
+
+    def emphasis(self, cell: Cell) -> int | None:
+        """1: shown as best (with verdicts: the best cell and every cell tied with it by the tests;
+        without: the best value); 2: second best (only without verdicts); None: plain."""
+        if not self.highlight:
+            return None
+        if self.verdict_note is not None:
+            return 1 if cell.tied_with_best else None
+        return cell.rank
 
     def column_groups(self) -> list[tuple[str, int]]:
         """(group, span) of consecutive columns; empty when the table has no groups."""
@@ -137,12 +173,17 @@ class Table:
             "rows": [
                 {"tokenizer": row, **({"group": self.row_groups[r]} if self.row_groups else {}), "cells": [
                     {"value": cell.value, "spread": cell.spread, "count": cell.count, "n": cell.n, "rank": cell.rank,
+                     "ci_low": cell.ci_low, "ci_high": cell.ci_high, "ci_method": cell.ci_method,
+                     "tied_with_best": cell.tied_with_best,
+                     "rank_range": list(cell.rank_range) if cell.rank_range else None,
+                     "p_vs_best": cell.p_vs_best, "test": cell.test,
                      "notes": cell.notes, "unavailable": cell.unavailable, "unit_keys": cell.unit_keys}
                     for cell in (self.cell(r, c) for c in range(len(self.columns)))
                 ]}
                 for r, row in enumerate(self.rows)
             ],
             "footnotes": self.footnotes,
+            "verdicts": self.verdict_note,
         }
 
 
@@ -178,33 +219,63 @@ def _columns_for(frame, spec: TableSpec) -> list[tuple[str, str, str, str | None
     return out
 
 
-def build_table(frame, spec: TableSpec, allow_mixing: bool = False) -> Table:
-    """The table ``spec`` describes, from the long frame (see ``frame.long_frame``)."""
+def _row_labels(selected, column_keys) -> dict[Any, str]:
+    """Frame index -> row label. A tokenizer whose results in one column are not one
+    measurement (they differ in more than the seed) gets a row per measurement, labelled
+    with what differs; unlike results are never averaged."""
+    import json
+
+    from tokbench.report.comparability import difference_label, differing_fields
+
+    labels = {index: tokenizer for index, tokenizer in zip(selected.index, selected["tokenizer"])}
+    for task, dataset, metric, _ in column_keys:
+        part = selected[(selected["task"] == task) & (selected["dataset"] == dataset) & (selected["metric"] == metric)]
+        for tokenizer, rows in part.groupby("tokenizer", sort=False):
+            keys = list(dict.fromkeys(rows["comparability"]))
+            if len(keys) < 2:
+                continue
+            identities = [json.loads(rows[rows["comparability"] == key]["identity"].iloc[0]) for key in keys]
+            paths = differing_fields(identities)
+            texts = [difference_label(identity, paths) for identity in identities]
+            if len(set(texts)) < len(texts):  # truncated labels collide: name the measurement
+                texts = [f"{text}, id {key[:6]}" for text, key in zip(texts, keys)]
+            for key, text in zip(keys, texts):
+                for index in rows.index[rows["comparability"] == key]:
+                    labels[index] = f"{tokenizer} [{text}]"
+    return labels
+
+
+def build_table(frame, spec: TableSpec, allow_mixing: bool = False, verdicts: "Verdicts | None" = None) -> Table:
+    """The table ``spec`` describes, from the long frame (see ``frame.long_frame``).
+
+    ``verdicts``: intervals, ties and rank ranges (see :mod:`tokbench.report.verdicts`);
+    without it cells carry only their values."""
     import math
 
     column_keys = _columns_for(frame, spec)
     several_datasets = len({(task, dataset) for task, dataset, _, _ in column_keys}) > len({t for t, *_ in column_keys})
     several_tasks = len({t for t, *_ in column_keys}) > 1
-    rows: list[str] = []
     columns: list[Column] = []
     cells: dict[tuple[int, int], Cell] = {}
     footnotes: dict[str, str] = {}
     problems: list[str] = []
     marks = iter(string.ascii_lowercase)
 
-    selected = frame[[(t, d, m) in {(ct, cd, cm) for ct, cd, cm, _ in column_keys}
-                      for t, d, m in zip(frame["task"], frame["dataset"], frame["metric"])]]
+    wanted = {(ct, cd, cm) for ct, cd, cm, _ in column_keys}
+    selected = frame[[(t, d, m) in wanted for t, d, m in zip(frame["task"], frame["dataset"], frame["metric"])]]
+    selected = selected.assign(row=selected.index.map(_row_labels(selected, column_keys)))
+    base_of = dict(zip(selected["row"], selected["tokenizer"]))
     row_groups = None
     if spec.group_rows_by:
         family = dict(zip(selected["tokenizer"], selected[spec.group_rows_by].fillna("")))
-        rows = sorted(family, key=lambda t: (str(family[t]).casefold(), t.casefold()))
-        row_groups = [str(family[t]) for t in rows]
+        rows = sorted(base_of, key=lambda r: (str(family[base_of[r]]).casefold(), r.casefold()))
+        row_groups = [str(family[base_of[r]]) for r in rows]
     else:
-        rows = sorted(set(selected["tokenizer"]), key=str.casefold)
+        rows = sorted(base_of, key=str.casefold)
 
     for index, (task, dataset, metric, label) in enumerate(column_keys):
         info = metric_info(metric)
-        part = frame[(frame["task"] == task) & (frame["dataset"] == dataset) & (frame["metric"] == metric)]
+        part = selected[(selected["task"] == task) & (selected["dataset"] == dataset) & (selected["metric"] == metric)]
         combos = part.groupby(["protocol", "evaluator_id"], sort=False).size().sort_values(ascending=False, kind="stable")
         main_protocol, main_evaluator = combos.index[0] if len(combos) else ("", "")
         group = " · ".join(p for p in (task if several_tasks else "", dataset if several_datasets else "") if p)
@@ -221,37 +292,47 @@ def build_table(frame, spec: TableSpec, allow_mixing: bool = False) -> Table:
             odd_marks[(protocol, evaluator)] = mark
             footnotes[mark] = (f"{columns[-1].label}: measured with protocol {protocol}, evaluator {evaluator} "
                                f"(the column's other cells: {main_protocol}, {main_evaluator})")
-        for (tokenizer, protocol, evaluator), group in part.groupby(["tokenizer", "protocol", "evaluator_id"], sort=False):
+        for (row_label, protocol, evaluator), group in part.groupby(["row", "protocol", "evaluator_id"], sort=False):
             values = [v for v in group["value"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
             cell = Cell(None, unavailable=next((u for u in group["unavailable"] if isinstance(u, str)), None))
             cell.unit_keys = [k for k in group["unit_key"] if isinstance(k, str)]
             cell.provenance = list(group["provenance"])
             n = [int(v) for v in group["n"].dropna()]
             cell.n = n[0] if n else None
-            if len(values) > 1:  # several units of one measurement (seeds): mean ± sample std
+            if len(values) > 1:  # several seeds of one measurement (the row's comparability key): mean ± sample std
                 mean = sum(values) / len(values)
                 cell.value = mean
                 cell.spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
                 cell.count = len(values)
+                cell.seed_values = values
             elif values:
                 cell.value = values[0]
                 spread = group["spread"].iloc[0]
                 cell.spread = None if spread is None or (isinstance(spread, float) and math.isnan(spread)) else float(spread)
                 counts = group["spread_count"].dropna()
                 cell.spread_count = int(counts.iloc[0]) if len(counts) else None
+                evidence = group["evidence"].iloc[0]
+                cell.evidence = evidence if isinstance(evidence, str) else None
             if (protocol, evaluator) in odd_marks:
                 cell.notes.append(odd_marks[(protocol, evaluator)])
-            key = (rows.index(tokenizer), index)
-            if key in cells:  # the same tokenizer under two protocols: keep the column's own, note the other
+            key = (rows.index(row_label), index)
+            if key in cells:  # the same row under two protocols: keep the column's own, note the other
                 if not cell.notes:
                     cells[key], cell = cell, cells[key]
                 continue
             cells[key] = cell
         if spec.highlight and info.higher_is_better is not None:
             _rank(cells, index, len(rows), info.higher_is_better)
+        if verdicts is not None:
+            verdicts.judge_column([cells.get((r, index)) for r in range(len(rows))], info, footnotes, marks)
     if problems and not allow_mixing:
         raise ComparabilityError(problems)
-    return Table(spec.name, spec.title or spec.name, rows, columns, cells, footnotes, spec.highlight, row_groups)
+    if verdicts is not None:
+        verdicts.annotate_table(columns, cells, footnotes, marks)
+    table = Table(spec.name, spec.title or spec.name, rows, columns, cells, footnotes, spec.highlight, row_groups)
+    if verdicts is not None:
+        table.verdict_note, table.interval_style = verdicts.settings_text(), verdicts.interval_style
+    return table
 
 
 def _rank(cells: dict[tuple[int, int], Cell], column: int, num_rows: int, higher: bool) -> None:
@@ -267,13 +348,14 @@ def _rank(cells: dict[tuple[int, int], Cell], column: int, num_rows: int, higher
             cells[(row, column)].rank = position + 1
 
 
-def build_tables(frame, specs: list[TableSpec] | None = None, allow_mixing: bool = False) -> list[Table]:
+def build_tables(frame, specs: list[TableSpec] | None = None, allow_mixing: bool = False,
+                 verdicts: "Verdicts | None" = None) -> list[Table]:
     """Every table; a ComparabilityError lists the problems of all of them."""
     specs = specs if specs is not None else default_specs(frame)
     tables, problems = [], []
     for spec in specs:
         try:
-            tables.append(build_table(frame, spec, allow_mixing))
+            tables.append(build_table(frame, spec, allow_mixing, verdicts))
         except ComparabilityError as error:
             problems += [f"table {spec.name}: {p}" for p in error.problems]
     if problems:

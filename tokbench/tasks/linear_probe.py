@@ -35,6 +35,7 @@ class LinearProbeTask(Task):
         from tokbench.understanding.features import FeatureRequest, extract_features
         from tokbench.understanding.heads import HeadGridSpec, epochs_to_iterations, train_head_grid
         from tokbench.understanding.zero_shot import majority_rate
+        from tokbench.verdicts.evidence import save_correctness
 
         params, recipe = self.params, self.params.recipe()
         if ctx.train_dataset is None:
@@ -86,9 +87,12 @@ class LinearProbeTask(Task):
             batchnorm=recipe.batchnorm,
         )
         device = ctx.build.device
-        grid = train_head_grid(
-            torch.from_numpy(x_all[fit_rows]), torch.from_numpy(train.labels[fit_rows]), num_classes, spec, device
-        )
+        from tokbench.timing import phase
+
+        with phase("probe training", f"{len(spec.heads)} heads x {len(spec.seeds)} seed(s), {iterations} iterations"):
+            grid = train_head_grid(
+                torch.from_numpy(x_all[fit_rows]), torch.from_numpy(train.labels[fit_rows]), num_classes, spec, device
+            )
         val_labels = torch.from_numpy(val.labels)
         on_val = grid.accuracy(torch.from_numpy(x_val), val_labels)
         on_minival = grid.accuracy(torch.from_numpy(x_all[minival_rows]), torch.from_numpy(train.labels[minival_rows]))
@@ -103,6 +107,11 @@ class LinearProbeTask(Task):
             "minival_top1": float(on_minival[1][seeds, chosen].mean()),
             "top1_best_on_val": float(on_val[1].max(dim=1).values.mean()),
         }
+        hits = grid.example_hits(torch.from_numpy(x_val), val_labels, chosen)
+        # per example: the fraction of probe seeds whose chosen head got it right (0/1 with one seed)
+        evidence = save_correctness(ctx.build, {"probe": ctx.unit_key, "features": [train.key, val.key]},
+                                    {f"top{k}": v.float().mean(dim=0).numpy() for k, v in hits.items()},
+                                    f"probe correctness {ctx.dataset_name} / {ctx.tokenizer_name}")
         if len(seeds) > 1:  # the spread over probe seeds; with one seed there is none to report
             metrics["top1_std"] = float(top1.std(unbiased=True))
         heads = [
@@ -138,6 +147,7 @@ class LinearProbeTask(Task):
                 "head_training_seconds": grid.seconds,
                 "features_extracted_now": {"train": train.extracted_now, "val": val.extracted_now},
                 "heads": heads,
+                "evidence": evidence,
             },
         )
 

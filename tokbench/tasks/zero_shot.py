@@ -29,7 +29,8 @@ class ZeroShotTask(Task):
 
         from tokbench.understanding.features import FeatureRequest, extract_features
         from tokbench.understanding.prompts import resolve_templates
-        from tokbench.understanding.zero_shot import LOGIT_SCALE, build_classifier, majority_rate, topk_accuracy
+        from tokbench.understanding.zero_shot import LOGIT_SCALE, build_classifier, majority_rate, topk_hits
+        from tokbench.verdicts.evidence import save_correctness
 
         params = self.params
         tokenizer = ctx.tokenizer
@@ -54,7 +55,11 @@ class ZeroShotTask(Task):
         weights = torch.from_numpy(np.load(classifier_dir / "classifier.npy"))
         images = F.normalize(torch.from_numpy(table.features[CLIP_FEATURE]), dim=-1)
         logits = LOGIT_SCALE * images @ weights
-        accuracy = topk_accuracy(logits, torch.from_numpy(table.labels), (1, 5))
+        hits = topk_hits(logits, torch.from_numpy(table.labels), (1, 5))
+        accuracy = {k: float(v.float().mean()) for k, v in hits.items()}
+        evidence = save_correctness(ctx.build, {"zero-shot": classifier_inputs, "features": table.key},
+                                    {f"top{k}": v.numpy() for k, v in hits.items()},
+                                    f"zero-shot correctness {ctx.dataset_name} / {ctx.tokenizer_name}")
         evaluator: dict[str, Any] = {
             "protocol": params.protocol,
             "preprocessing": ZERO_SHOT_PROTOCOLS[params.protocol][1],
@@ -76,5 +81,6 @@ class ZeroShotTask(Task):
                 "chance_top1": 1.0 / len(classnames),
                 "majority_top1": majority_rate(table.labels),
                 "features_extracted_now": table.extracted_now,
+                "evidence": evidence,
             },
         )

@@ -26,6 +26,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from tokbench.timing import progress
 from tokbench.training.schedules import CosineSchedule
 
 BATCHNORM_EPS = 1e-6  # MAE's linear probe: BatchNorm1d(affine=False, eps=1e-6)
@@ -105,6 +106,22 @@ class TrainedGrid:
                 correct[k] += hits[..., : min(k, kmax)].any(dim=-1).sum(dim=1)
         return {k: (v / max(len(features), 1)).cpu() for k, v in correct.items()}
 
+    @torch.no_grad()
+    def example_hits(self, features: torch.Tensor, labels: torch.Tensor, chosen: torch.Tensor,
+                     topk: Sequence[int] = (1, 5), chunk: int = 4096) -> dict[int, torch.Tensor]:
+        """Per-example correctness of one head per seed (``chosen``: (S,) head indices):
+        {k: (S, N) bool}, the per-item evidence behind ``accuracy`` of those heads."""
+        labels = labels.to(self.weight.device)
+        seeds = torch.arange(len(self.spec.seeds), device=self.weight.device)
+        kmax = min(max(topk), self.num_classes)
+        parts: dict[int, list[torch.Tensor]] = {k: [] for k in topk}
+        for start in range(0, len(features), chunk):
+            logits = self.logits(features[start : start + chunk])[seeds, :, chosen.to(self.weight.device)]  # (S, n, C)
+            hits = logits.topk(kmax, dim=-1).indices == labels[start : start + chunk].view(1, -1, 1)
+            for k in topk:
+                parts[k].append(hits[..., : min(k, kmax)].any(dim=-1).cpu())
+        return {k: torch.cat(v, dim=1) if v else torch.zeros(len(seeds), 0, dtype=torch.bool) for k, v in parts.items()}
+
 
 def column_mask(spec: HeadGridSpec, dim: int, device: torch.device) -> torch.Tensor:
     """(D, H) 0/1 mask: which feature columns each head of a seed reads."""
@@ -166,7 +183,7 @@ def train_head_grid(
     loss_window = max(1, min(50, spec.iterations))
     loss_sum = torch.zeros(seeds, heads, device=device)
 
-    for step in range(spec.iterations):
+    for step in progress(range(spec.iterations), f"probe head grid ({heads} heads)", spec.iterations):
         if cursor + batch > n:  # a new epoch per seed: fresh permutations, drop the ragged tail
             permutations = [torch.randperm(n, generator=g) for g in orders]
             cursor = 0

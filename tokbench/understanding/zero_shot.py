@@ -43,12 +43,17 @@ def build_classifier(
     return torch.cat(columns).T.contiguous()
 
 
-def topk_accuracy(logits: "torch.Tensor", labels: "torch.Tensor", ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    """Fraction of rows whose label is among the k highest logits (k capped at the class count)."""
+def topk_hits(logits: "torch.Tensor", labels: "torch.Tensor", ks: Sequence[int] = (1, 5)) -> dict[int, "torch.Tensor"]:
+    """Per row, whether its label is among the k highest logits (k capped at the class count): {k: (N,) bool}."""
     kmax = min(max(ks), logits.shape[1])
     top = logits.topk(kmax, dim=1).indices
     hits = top == labels.view(-1, 1)
-    return {k: float(hits[:, : min(k, kmax)].any(dim=1).float().mean()) for k in ks}
+    return {k: hits[:, : min(k, kmax)].any(dim=1) for k in ks}
+
+
+def topk_accuracy(logits: "torch.Tensor", labels: "torch.Tensor", ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """Fraction of rows whose label is among the k highest logits (k capped at the class count)."""
+    return {k: float(hits.float().mean()) for k, hits in topk_hits(logits, labels, ks).items()}
 
 
 def majority_rate(labels) -> float:

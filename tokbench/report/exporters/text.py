@@ -7,14 +7,27 @@ from tokbench.report.tables import Table
 
 
 def _cell_texts(table: Table, row: int) -> list[tuple[str, int | None, list[str]]]:
+    """(text, emphasis, footnote marks) of each cell of a row. Emphasis 1 (bold): the best cell and
+    every cell tied with it by the tests, when the table has verdicts; else the best value, and
+    2 (second style) the second best."""
     out = []
     for index, column in enumerate(table.columns):
         cell = table.cell(row, index)
-        text = cell.text(column.info)
+        text = cell.text(column.info, table.interval_style)
         if cell.count > 1:
             text += f" (n={cell.count})"
-        out.append((text, cell.rank if table.highlight else None, cell.notes))
+        if cell.rank_text():
+            text += f" #{cell.rank_text()}"
+        out.append((text, table.emphasis(cell), cell.notes))
     return out
+
+
+def _legend(table: Table) -> list[str]:
+    """The emphasis legend and, with verdicts, how intervals and ties were decided."""
+    emphasised = any(_cell_texts(table, r)[c][1] for r in range(len(table.rows)) for c in range(len(table.columns)))
+    if table.verdict_note is not None:
+        return [table.verdict_note] if table.cells else []
+    return ["**best**, _second best_ per column."] if emphasised else []
 
 
 def markdown_table(table: Table) -> str:
@@ -36,8 +49,9 @@ def markdown_table(table: Table) -> str:
     body = tabulate(rows, headers=["tokenizer", *(c.header for c in table.columns)], tablefmt="github",
                     disable_numparse=True)
     lines = [f"### {table.title}", "", body]
-    if any(table.cell(r, c).rank for r in range(len(table.rows)) for c in range(len(table.columns))):
-        lines += ["", "**best**, _second best_ per column."]
+    legend = _legend(table)
+    if legend:
+        lines += ["", *legend]
     lines += [f"<sup>{mark}</sup> {text}" for mark, text in table.footnotes.items()]
     return "\n".join(lines)
 
@@ -51,7 +65,7 @@ def export_markdown(report: Report) -> str:
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                    "↑": r"$\uparrow$", "↓": r"$\downarrow$", "±": r"$\pm$", "×": r"$\times$", "·": r"$\cdot$",
-                   "σ": r"$\sigma$", "³": r"\textsuperscript{3}", "é": r"\'e"}
+                   "σ": r"$\sigma$", "α": r"$\alpha$", "–": "--", "≈": r"$\approx$", "³": r"\textsuperscript{3}", "é": r"\'e"}
 
 
 def latex_escape(text: str) -> str:
@@ -97,9 +111,10 @@ def latex_table(table: Table) -> str:
             cells.append(text + "".join(rf"\textsuperscript{{{m}}}" for m in notes))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    if table.footnotes:
-        lines.append(r"\par\footnotesize " + " ".join(rf"\textsuperscript{{{m}}}{latex_escape(t)}"
-                                                      for m, t in table.footnotes.items()))
+    notes = [latex_escape(t) for t in _legend(table) if table.verdict_note is not None]
+    notes += [rf"\textsuperscript{{{m}}}{latex_escape(t)}" for m, t in table.footnotes.items()]
+    if notes:
+        lines.append(r"\par\footnotesize " + " ".join(notes))
     lines.append(r"\end{table}")
     return "\n".join(lines)
 

@@ -1,0 +1,1 @@
+"""Per-item evidence behind each metric, and the intervals and tests computed from it (torch-free)."""
