@@ -75,9 +75,9 @@ def test_verify_detects_corruption_and_missing_files(tmp_path):
     path = store.get_or_create("k3", lambda d: (d / "w.bin").write_bytes(b"1234"), kind="test")
     (path / "w.bin").write_bytes(b"1235")
     report = store.verify()
-    assert report.problems == ["k3: corrupt file w.bin (hash mismatch)"]
+    assert report.problems == ["artifact k3: objects/k3/k3/w.bin sha256 differs from the manifest (damaged or modified)"]
     (path / "w.bin").unlink()
-    assert store.verify().problems == ["k3: missing file w.bin"]
+    assert store.verify().problems == ["artifact k3: objects/k3/k3/w.bin missing"]
 
 
 def test_results_are_written_atomically_and_listed(tmp_path):
@@ -98,7 +98,9 @@ def test_gc_removes_interrupted_leftovers(tmp_path):
     assert store.gc(dry_run=True) == [leftover] and leftover.exists()
     assert store.gc() == [leftover] and not leftover.exists()
     assert store.has("keep")
-    removed = store.gc(unreferenced=True)
+    assert store.gc(unreferenced=True) == []  # this live Store uses it (a lease)
+    store.close()
+    removed = Store(tmp_path).gc(unreferenced=True)
     assert [p.name for p in removed] == ["keep"]
 
 
@@ -133,8 +135,11 @@ def test_manifest_is_last(tmp_path):
     target = store.object_dir("k4")
     target.mkdir(parents=True)
     (target / "data").write_text("x")
-    assert not store.has("k4")
-    assert store.verify().problems == ["k4: no manifest (incomplete artifact)"]
+    assert store.verify().problems == ["artifact k4: objects/k4/k4/MANIFEST.json missing (an incomplete or damaged entry)"]
+    assert not store.has("k4")  # and it is moved aside, so producing k4 is not blocked
+    assert not store.object_dir("k4").exists()
+    store.get_or_create("k4", lambda d: (d / "data").write_text("fresh"), kind="t")
+    assert (store.path("k4") / "data").read_text() == "fresh"
     store.get_or_create("k5", lambda d: (d / "y").write_text("y"), kind="t")
     assert json.loads((store.path("k5") / MANIFEST).read_text())["key"] == "k5"
 

@@ -62,15 +62,41 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint", how_to_get: str 
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - every unreadable file gets the same message
+            raise _unreadable(path, what, "a safetensors file (8-byte header length, JSON header, tensor bytes)", error) from error
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        foreign = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        if not foreign:
-            raise
-    with torch.serialization.safe_globals([_stand_in(name) for name in foreign]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            foreign = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            if not foreign:
+                raise
+        with torch.serialization.safe_globals([_stand_in(name) for name in foreign]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - every unreadable file gets the same message
+        raise _unreadable(path, what, PICKLE_FORMAT, error) from error
+
+
+PICKLE_FORMAT = "a PyTorch checkpoint (torch.save zip or legacy pickle: .pt, .pth, .ckpt)"
+
+
+def _unreadable(path: Path, what: str, expected: str, error: BaseException) -> CheckpointFormatError:
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    return CheckpointFormatError(f"{what} {str(path)!r} is not readable as {expected}: {type(error).__name__}: {detail}")
+
+
+def read_training_state(path: str | Path, what: str = "resume checkpoint", map_location: Any = "cpu") -> Any:
+    """A training checkpoint tokbench wrote (resume state: weights, optimizer, step, RNG state as
+    tensors, history as plain data), read with ``weights_only=True``: a file that would need any
+    other global (a planted pickle) is refused and nothing in it runs."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - named, with the format expected
+        raise _unreadable(path, what, "a tokbench training checkpoint (torch.save of tensors, numbers, strings, lists "
+                          "and dicts, read with weights_only=True)", error) from error
 
 
 def pick_state_dict(data: Any, prefer: Iterable[str] = ("ema", "model", "state_dict"), source: str = "checkpoint") -> dict[str, torch.Tensor]:

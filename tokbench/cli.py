@@ -143,20 +143,27 @@ def plugin_new(name: str, directory: str, force: bool) -> None:
 @click.option("-o", "--override", "overrides", multiple=True, help=OVERRIDE_HELP)
 @click.option("--backend", type=click.Choice(["debug", "local", "slurm"]), help="override launcher.backend")
 @click.option("--store", "store_root", type=click.Path(file_okay=False), help="override store.root")
-@click.option("--dry-run", is_flag=True, help="print the plan and what is already in the store, run nothing")
+@click.option("--dry-run", is_flag=True, help="list each unit as cached, to run or stale (code changed, with the reason); run nothing")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
 @click.option("--wait", "wait_", is_flag=True, help="slurm: stay until every job ended, then print the results")
+@click.option("--recompute", "recompute", multiple=True, metavar="TOKENIZER|TASK|all",
+              help="rerun these units even when stored (a tokenizer or task of the suite, or all; repeatable); "
+                   "the results they replace move to <store>/replaced/")
 def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root: str | None, dry_run: bool, no_progress: bool,
-        wait_: bool) -> None:
+        wait_: bool, recompute: tuple[str, ...]) -> None:
     """Run a suite: every unit not already in the store, then print the results.
+
+    A unit whose stored result came from other code (a plugin's source files or version
+    changed) is stale: it runs again, and the reason is printed.
 
     With the slurm backend it submits what is ready (job arrays, afterok dependencies) and
     returns; `tokbench status` follows the jobs, `--wait` stays until they end, and running
     it again submits only what is neither in the store nor queued.
     """
+    from tokbench import freshness
     from tokbench.launch.executors import describe_backend, launch
     from tokbench.planner import plan_suite
-    from tokbench.runner import create_run, is_done, store_for
+    from tokbench.runner import create_run, store_for
 
     extra = list(overrides)
     if backend:
@@ -167,15 +174,32 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
     store = store_for(resolved)
     started = time.time()
     plan = plan_suite(resolved)
-    cached = sum(is_done(store, unit) for unit in plan.units)
+    states = freshness.classify(store, plan)
+    forced = {u.key for u in freshness.select(plan, resolved, recompute)} if recompute else set()
+    for key in forced:
+        if states[key].state == "cached":
+            states[key] = freshness.Freshness("recompute", "asked for with --recompute")
+    counts = {state: sum(f.state == state for f in states.values()) for state in ("cached", "stale", "recompute")}
     click.echo(
-        f"suite {resolved.name!r}: {len(plan.units)} unit(s), {cached} already in the store at {store.root}; "
-        f"backend {describe_backend(resolved.launcher)}"
+        f"suite {resolved.name!r}: {len(plan.units)} unit(s), {counts['cached']} already in the store at {store.root}"
+        + (f", {counts['stale']} stale (code changed)" if counts["stale"] else "")
+        + (f", {counts['recompute']} to recompute" if counts["recompute"] else "")
+        + f"; backend {describe_backend(resolved.launcher)}"
     )
+    for unit in plan.units:
+        state = states[unit.key]
+        if dry_run:
+            click.echo(f"  [{state.state}] {unit.label} ({unit.key}){': ' + state.reason if state.reason else ''}")
+        elif state.state == "stale":
+            click.secho(f"  stale   {unit.label}: {state.reason}; running it again", fg="yellow")
     if dry_run:
-        for unit in plan.units:
-            click.echo(f"  [{'cached' if is_done(store, unit) else 'to run'}] {unit.label} ({unit.key})")
         return
+    for unit in plan.units:
+        if states[unit.key].state == "recompute":
+            previous = store.get_result(unit.key)
+            moved = freshness.retire(store, unit.key)
+            run_name = (previous.get("suite") or {}).get("run", "an earlier run")
+            click.echo(f"  replacing {unit.label}: the result of {run_name} moved to {moved}")
     run_dir = create_run(store, resolved, plan, suite)
 
     def report(outcome) -> None:
@@ -217,7 +241,7 @@ def _print_results(store, keys: list[str], suite) -> None:
     records = [store.get_result(k) for k in keys if store.has_result(k)]
     try:
         report = build_report(records, specs=suite.report.tables, title=f"tokbench leaderboard: {suite.name}",
-                              store=store, plots=suite.report.plots)
+                              store=store, plots=suite.report.plots, settings=suite.report)
     except ComparabilityError as error:  # the units of one plan share protocols; a custom table may not
         click.secho(str(error), fg="yellow", err=True)
         return
@@ -267,8 +291,8 @@ def _with_run_options(function):
 @cli.command()
 @_with_run_options
 def status(store_root: str | None, run_name: str | None) -> None:
-    """Show the units of a run and their state (done, running, failed, pending; Slurm job states)."""
-    from tokbench.runner import unit_state
+    """Show the units of a run and their state (done, running, failed, dead, pending; Slurm job states)."""
+    from tokbench.runner import unit_state, unit_status
 
     store, run_dir, suite, plan = _open_run(store_root, run_name)
     counts: dict[str, int] = {}
@@ -290,9 +314,22 @@ def status(store_root: str | None, run_name: str | None) -> None:
             counts[state] = counts.get(state, 0) + 1
             click.echo(f"  {state:8s} {unit.label}")
             if state == "failed":
-                error = json.loads((run_dir / "units" / f"{unit.key}.json").read_text()).get("error")
-                click.secho(f"           {error}", fg="red")
+                click.secho(f"           {unit_status(run_dir, unit.key).get('error')}", fg="red")
+            elif state == "dead":
+                info = unit_status(run_dir, unit.key)
+                click.secho(f"           process {info.get('pid')} on {info.get('host', '?')} ended without recording an "
+                            "outcome (killed?); `tokbench run` again resumes it", fg="yellow")
     click.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    _print_timings(store, plan)
+
+
+def _print_timings(store, plan) -> None:
+    """Wall time by phase of the plan's finished units, slowest first (``tokbench.report.timings``)."""
+    from tokbench.report.timings import timing_table
+
+    table = timing_table((store.get_result(u.key) for u in plan.units if store.has_result(u.key)), limit=12)
+    if table:
+        click.echo(f"\ntime by phase, slowest units first:\n{table}")
 
 
 @cli.command()
@@ -311,23 +348,40 @@ def cancel(store_root: str | None, run_name: str | None) -> None:
 # ---- export ------------------------------------------------------------------------
 
 
-def _suite_tables(store, suite_name: str | None):
-    """The table specs of the latest run of ``suite_name`` (None: the default tables)."""
+def _suite_report(store, suite_name: str | None):
+    """The ``report:`` section of the latest run of ``suite_name`` (defaults without one)."""
+    from tokbench.config import ReportConfig
+
     if suite_name is None:
-        return None
+        return ReportConfig()
     import yaml
 
     runs = sorted((store.root / "runs").glob(f"*-{suite_name}-*/suite.resolved.yaml"))
     if not runs:
-        return None
-    from tokbench.config import ReportConfig
-
+        return ReportConfig()
     data = yaml.safe_load(runs[-1].read_text()) or {}
-    return ReportConfig.model_validate(data.get("report") or {}).tables
+    return ReportConfig.model_validate(data.get("report") or {})
 
 
 _mixing_option = click.option("--allow-mixing", is_flag=True,
                               help="merge results of different protocols/evaluators in one column, with footnotes")
+_versions_option = click.option("--all-versions", is_flag=True,
+                                help="also show results of earlier plugin code or versions (and replaced ones), "
+                                     "as separate rows labelled with their version and code digest")
+
+
+def _shown_results(store, all_versions: bool) -> list:
+    """The store's results of the installed code (or every version, labelled); says on stderr
+    how many earlier ones it left out."""
+    from tokbench.freshness import replaced_results
+    from tokbench.report.current import select_versions
+
+    records = list(store.results()) + (replaced_results(store) if all_versions else [])
+    shown, hidden = select_versions(records, all_versions=all_versions)
+    if hidden:
+        click.secho(f"note: {len(hidden)} result(s) of earlier plugin code or versions left out "
+                    f"(e.g. {hidden[0][1]}); --all-versions shows them as separate rows", fg="yellow", err=True)
+    return shown
 
 
 @cli.command()
@@ -337,15 +391,18 @@ _mixing_option = click.option("--allow-mixing", is_flag=True,
 @click.option("--suite", "suite_name", help="only results of this suite name (and its report tables)")
 @click.option("--output", "-O", type=click.Path(dir_okay=False), help="write to a file instead of stdout")
 @_mixing_option
-def export(store_root: str | None, fmt: str, suite_name: str | None, output: str | None, allow_mixing: bool) -> None:
-    """Export the results in the store as leaderboard tables (refuses to mix protocols)."""
+@_versions_option
+def export(store_root: str | None, fmt: str, suite_name: str | None, output: str | None, allow_mixing: bool,
+           all_versions: bool) -> None:
+    """Export the results in the store as leaderboard tables (refuses to mix protocols; results
+    of the installed plugin code only, unless --all-versions)."""
     from tokbench.plugins import get_registry, resolve
     from tokbench.report.report import build_report
     from tokbench.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     exporter = resolve(get_registry().get("exporters", fmt).exporter)
-    report = build_report(store.results(), suite=suite_name, specs=_suite_tables(store, suite_name),
+    report = build_report(_shown_results(store, all_versions), suite=suite_name, specs=_suite_report(store, suite_name).tables, settings=_suite_report(store, suite_name),
                           allow_mixing=allow_mixing, store=store, plots=fmt == "html",
                           title=f"tokbench leaderboard: {suite_name}" if suite_name else None)
     text = exporter(report)
@@ -361,18 +418,23 @@ def export(store_root: str | None, fmt: str, suite_name: str | None, output: str
 @click.option("--suite", "suite_name", help="only results of this suite name (and its report tables)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder (default: <store>/leaderboards/<suite|all>)")
 @_mixing_option
-def report(store_root: str | None, suite_name: str | None, out_dir: str | None, allow_mixing: bool) -> None:
-    """Write the full leaderboard: Markdown, LaTeX, CSV, JSON, HTML and the plots."""
+@_versions_option
+def report(store_root: str | None, suite_name: str | None, out_dir: str | None, allow_mixing: bool,
+           all_versions: bool) -> None:
+    """Write the full leaderboard: Markdown, LaTeX, CSV, JSON, HTML and the plots (results of the
+    installed plugin code; --all-versions adds earlier ones as labelled rows, in
+    <store>/leaderboards/<suite>-all-versions unless --out says otherwise)."""
     from tokbench.report.report import build_report, write_leaderboard
     from tokbench.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
-    built = build_report(store.results(), suite=suite_name, specs=_suite_tables(store, suite_name),
+    built = build_report(_shown_results(store, all_versions), suite=suite_name, specs=_suite_report(store, suite_name).tables, settings=_suite_report(store, suite_name),
                          allow_mixing=allow_mixing, store=store, plots=True,
                          title=f"tokbench leaderboard: {suite_name}" if suite_name else None)
     if not built.tables:
         raise TokbenchError(f"no results{f' of suite {suite_name!r}' if suite_name else ''} in the store at {store.root}")
-    directory = Path(out_dir) if out_dir else store.root / "leaderboards" / (suite_name or "all")
+    directory = Path(out_dir) if out_dir else (
+        store.root / "leaderboards" / f"{suite_name or 'all'}{'-all-versions' if all_versions else ''}")
     written = write_leaderboard(built, directory)
     for name, path in written.items():
         click.echo(f"{name:28s} {path}")
@@ -412,25 +474,54 @@ def store_ls(store_root: str | None) -> None:
         click.echo(f"{record['key']}  {'result:' + record.get('type', '?'):28s} {'':12s}  {record.get('label', '')}")
 
 
-@store.command("verify")
-@_store_option
-def store_verify(store_root: str | None) -> None:
-    """Re-hash every committed file; exit 1 on any problem."""
-    report = _open_store(store_root).verify()
+def _verify(store_root: str | None, fix: bool) -> None:
+    opened = _open_store(store_root)
+    report = opened.verify()
     for problem in report.problems:
         click.secho(problem, fg="red")
-    click.echo(f"checked {report.checked} file(s): {'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
+    for warning in report.warnings:
+        click.secho(f"warning: {warning}", fg="yellow")
+    click.echo(f"checked {report.checked} entries (artifacts, records, partial shards and checkpoints): "
+               f"{'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
+    if fix and not report.ok:
+        moved = opened.repair(report)
+        click.echo(f"moved {len(moved)} damaged entr{'y' if len(moved) == 1 else 'ies'} to {opened.root / 'quarantine'}; "
+                   "the next run recomputes them")
+        if len(moved) == len(report.damaged):
+            return
     if not report.ok:
+        if not fix:
+            click.echo("`tokbench store repair` moves them to quarantine/ so the next run recomputes them")
         sys.exit(1)
+
+
+@store.command("verify")
+@_store_option
+@click.option("--fix", is_flag=True, help="move damaged entries to quarantine/ (as `store repair`)")
+def store_verify(store_root: str | None, fix: bool) -> None:
+    """Re-hash every artifact, result record and partial shard; exit 1 on any problem."""
+    _verify(store_root, fix)
+
+
+@store.command("repair")
+@_store_option
+def store_repair(store_root: str | None) -> None:
+    """Verify, and move every damaged entry to quarantine/ so the next run recomputes it."""
+    _verify(store_root, True)
 
 
 @store.command("gc")
 @_store_option
 @click.option("--dry-run", is_flag=True)
-@click.option("--unreferenced", is_flag=True, help="also remove artifacts that no result refers to")
-def store_gc(store_root: str | None, dry_run: bool, unreferenced: bool) -> None:
-    """Remove leftovers of interrupted work (and optionally unreferenced artifacts)."""
-    removed = _open_store(store_root).gc(dry_run=dry_run, unreferenced=unreferenced)
+@click.option("--unreferenced", is_flag=True, help="also remove artifacts that no result lists as an input or output")
+@click.option("--older-than", "older_than", type=float, default=7.0, show_default=True,
+              help="days without change after which unheld partial/ work and quarantined entries are removed")
+@click.option("--keep-legacy", is_flag=True, help="--unreferenced with records that do not list their inputs: keep "
+              "every artifact as old as they are")
+def store_gc(store_root: str | None, dry_run: bool, unreferenced: bool, older_than: float, keep_legacy: bool) -> None:
+    """Remove leftovers of interrupted work (never what a live run holds) and optionally unreferenced artifacts."""
+    removed = _open_store(store_root).gc(dry_run=dry_run, unreferenced=unreferenced, older_than_days=older_than,
+                                         keep_legacy=keep_legacy)
     for path in removed:
         click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     click.echo(f"{len(removed)} item(s)")

@@ -41,13 +41,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-_FILE_DIGEST_CACHE: dict[tuple[str, int, int], str] = {}
+_FILE_DIGEST_CACHE: dict[tuple[str, int, int, int], str] = {}
 
 
 def file_identity(path: str | os.PathLike) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) within the process."""
+    """sha256 of a file, memoised per (path, inode, size, mtime) within the process."""
     stat = os.stat(path)
-    cache_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    cache_key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if cache_key not in _FILE_DIGEST_CACHE:
         _FILE_DIGEST_CACHE[cache_key] = sha256_file(path)
     return _FILE_DIGEST_CACHE[cache_key]

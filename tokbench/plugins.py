@@ -146,7 +146,7 @@ class Registry:
                 impls = [impl for impl in hook.get_hookimpls() if impl.plugin is module]
                 for impl in impls:
                     impl.function(register=self._registrar(kind, info))
-        except Exception as error:  # a broken plugin must never break the others
+        except (Exception, SystemExit) as error:  # a broken plugin (even one calling sys.exit) never breaks the others
             for kind, table in snapshot.items():
                 setattr(self, kind, table)
             info.registered.clear()
@@ -224,7 +224,7 @@ def build_registry() -> Registry:
         info = PluginInfo(entry_point.name, entry_point.value, version, source=source)
         try:
             module = entry_point.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit at import is isolated like an exception
             info.error = f"{type(error).__name__}: {error}"
             info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
             registry.plugins.append(info)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tokbench.config import Suite
+from tokbench.hashing import content_key
 from tokbench.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
 from tokbench.store import Store, write_json_atomic
 
@@ -51,6 +52,7 @@ def store_for(suite: Suite, base: Path | None = None) -> Store:
 
 
 def create_run(store: Store, suite: Suite, plan: Plan, source: str) -> Path:
+    store.require_writable()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = store.root / "runs" / f"{stamp}-{suite.name}-{plan.suite_digest[:8]}"
     suffix = 0
@@ -86,22 +88,57 @@ def is_done(store: Store, unit: Unit) -> bool:
 
 
 def unit_state(store: Store, run_dir: Path, unit: Unit) -> str:
+    """done | running | failed | dead | pending. ``running`` needs a live holder of the unit's
+    lock (the kernel releases it when the process dies); a unit whose status file still says
+    running without one was killed: ``dead`` (see :func:`unit_status`)."""
     if is_done(store, unit):
         return "done"
     if store.is_locked(unit.key):
         return "running"
-    status_file = run_dir / "units" / f"{unit.key}.json"
-    if status_file.exists():
-        return json.loads(status_file.read_text()).get("status", "pending")
-    return "pending"
+    status = unit_status(run_dir, unit.key)
+    if status.get("status") == "running":
+        return "dead" if not _process_alive(status) else "running"
+    return status.get("status", "pending")
 
 
-def build_tokenizer(suite: Suite, name: str, context):
+def unit_status(run_dir: Path, key: str) -> dict[str, Any]:
+    """The unit's status file (``{}`` when absent or unreadable)."""
+    try:
+        data = json.loads((run_dir / "units" / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _process_alive(status: dict[str, Any]) -> bool:
+    """Whether the process a status file names still lives (known only on its own host; on
+    another host the released lock already says it does not hold the unit)."""
+    import socket
+
+    if status.get("host") != socket.gethostname() or not status.get("pid"):
+        return False
+    try:
+        os.kill(int(status["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(status["pid"]) != os.getpid()
+
+
+def build_tokenizer(suite: Suite, name: str, context, identity: dict[str, Any] | None = None):
+    """The tokenizer, built by its plugin's factory. With its plan ``identity``, what the factory
+    trains through ``context.cached`` is keyed on the plugin's training code digest."""
     from tokbench.plugins import resolve
 
     entry = context.registry.tokenizers[suite.tokenizers[name].plugin]
     factory = resolve(entry.factory)
-    tokenizer = factory(tokenizer_params(suite, name, context.registry), context)
+    context.training_code = (identity or {}).get("training_code")
+    context.suite_datasets = suite.datasets
+    try:
+        tokenizer = factory(tokenizer_params(suite, name, context.registry), context)
+    finally:
+        context.training_code = None
     return tokenizer.to(context.device).eval()
 
 
@@ -123,17 +160,31 @@ def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progre
         if is_done(store, unit):
             return Outcome(unit_key, label, "cached").to_dict()
         _set_threads(threads)
-        _write_status(run_path, unit, "running")
         with store.lock(unit.key):
             if is_done(store, unit):
                 return Outcome(unit_key, label, "cached").to_dict()
+            _write_status(run_path, unit, "running")
             _execute(suite, plan, store, unit, run_path, progress)
         outcome = Outcome(unit_key, label, "done", time.time() - started)
     except BaseException as error:  # noqa: BLE001 - reported to the user, never swallowed
         if isinstance(error, KeyboardInterrupt):
             raise
         outcome = _failed(unit_key, label, started, error)
-    _write_status(run_path, None, outcome.status, outcome, unit_key)
+    return _record_outcome(run_path, outcome)
+
+
+def _record_outcome(run_path: Path, outcome: Outcome) -> dict[str, Any]:
+    """Write the unit's final status; a failure to write it (a full disk) is added to the
+    outcome, never raised: an exception here would reach submitit, whose debug executor
+    opens a debugger and waits on stdin."""
+    try:
+        _write_status(run_path, None, outcome.status, outcome, outcome.key)
+    except BaseException as error:  # noqa: BLE001 - reported in the outcome
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        note = f"could not record the unit's status in {run_path / 'units'}: {_describe(error, run_path / 'units')}"
+        outcome = Outcome(outcome.key, outcome.label, "failed" if outcome.status != "done" else outcome.status,
+                          outcome.seconds, f"{outcome.error}; {note}" if outcome.error else note, outcome.traceback)
     return outcome.to_dict()
 
 
@@ -174,7 +225,7 @@ def _execute_unit_on_ranks(run_path: Path, unit_key: str, threads: int | None, r
         outcome = _failed(unit_key, label, started, error)
         rendezvous.fail(f"{outcome.error}")
     if ranks.leader:
-        _write_status(run_path, None, outcome.status, outcome, unit_key)
+        return _record_outcome(run_path, outcome)
     return outcome.to_dict()
 
 
@@ -186,12 +237,25 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _failed(unit_key: str, label: str, started: float, error: BaseException) -> Outcome:
-    return Outcome(unit_key, label, "failed", time.time() - started, f"{type(error).__name__}: {error}", traceback.format_exc())
+    return Outcome(unit_key, label, "failed", time.time() - started, _describe(error), traceback.format_exc())
+
+
+def _describe(error: BaseException, path: Path | None = None) -> str:
+    """One line for an error; a full disk names the path and the space."""
+    from tokbench.store import DiskFullError, disk_full_message, is_disk_full
+
+    if isinstance(error, DiskFullError):
+        return f"{type(error).__name__}: {error.strerror or error}"
+    if is_disk_full(error):
+        return f"DiskFullError: {disk_full_message(error, path or Path(getattr(error, 'filename', None) or '.'))}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcome | None = None, key: str | None = None) -> None:
     key = key or (unit.key if unit else "")
-    payload = {"status": status, "time": time.time(), "pid": os.getpid()}
+    import socket
+
+    payload = {"status": status, "time": time.time(), "pid": os.getpid(), "host": socket.gethostname()}
     if outcome is not None:
         payload.update(outcome.to_dict())
     write_json_atomic(run_dir / "units" / f"{key}.json", payload)
@@ -199,7 +263,17 @@ def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcom
 
 def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, progress: bool,
              ranks: "Ranks | None" = None) -> None:
+    """Run the unit and record its result, its wall time by phase (``timings``) included."""
+    from tokbench.timing import recording
+
+    store.begin_unit()  # every artifact the unit finds or makes is listed in its record ("inputs")
+    with recording(progress):
+        _execute_recorded(suite, plan, store, unit, run_dir, ranks)
+
+
+def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, ranks: "Ranks | None") -> None:
     from tokbench import provenance
+    from tokbench.timing import current_record, phase
     from tokbench.context import BuildContext, resolve_device
     from tokbench.tasks.base import TaskContext
 
@@ -212,9 +286,12 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         from tokbench.data.loader import default_workers
 
         workers = default_workers(device)
-    context = BuildContext(store=store, device=device, progress=progress, loader_workers=workers)
+    context = BuildContext(store=store, device=device, loader_workers=workers)
     started = time.time()
-    tokenizer = build_tokenizer(suite, unit.tokenizer, context)
+    training = unit.action == "prepare"  # the unit that produces the tokenizer's weights
+    with phase("tokenizer training" if training else "tokenizer loading", unit.tokenizer, None if training else 1.0):
+        identity = plan.identities.get("tokenizers", {}).get(unit.tokenizer)
+    tokenizer = build_tokenizer(suite, unit.tokenizer, context, identity)
     fingerprint = tokenizer.fingerprint()
     config = suite.tokenizers[unit.tokenizer]
     tokenizer_record = {
@@ -223,18 +300,25 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         "plugin": config.plugin,
         "params": config.params,
         "fingerprint": fingerprint,
-        "identity": plan.identities.get("tokenizers", {}).get(unit.tokenizer),
+        "identity": identity,
+        # trained artifacts the build produced or reused, with the training code they are keyed on
+        "built_from": context.artifacts_used,
     }
+    # tasks key their caches (reconstructions, features) on this: the weights and the plugin's code
+    outputs_fingerprint = content_key({"weights": fingerprint, "code": (identity or {}).get("code")})
     if getattr(tokenizer, "training_flops", None):
         tokenizer_record["training_flops"] = float(tokenizer.training_flops)
+    code = plan.identities.get("code", {}).get(unit.key, {})
     base = {
         "label": unit.label,
+        "lineage": unit.lineage,
         "suite": {"name": suite.name, "digest": plan.suite_digest, "run": run_dir.name},
         "tokenizer": tokenizer_record,
     }
     if unit.action == "prepare":
-        store.put_result(unit.key, {**base, "type": "prepared", "provenance": provenance.collect(device),
-                                    "seconds": time.time() - started})
+        store.put_result(unit.key, {**base, "type": "prepared", "inputs": store.used(),
+                                    "provenance": {**provenance.collect(device), "code": code},
+                                    "seconds": time.time() - started, "timings": current_record()})
         return
 
     task_config = suite.tasks[unit.task_index]
@@ -244,7 +328,7 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         build=context,
         tokenizer=tokenizer,
         tokenizer_name=unit.tokenizer,
-        tokenizer_fingerprint=fingerprint,
+        tokenizer_fingerprint=outputs_fingerprint,
         dataset=dataset,
         dataset_name=task_config.dataset,
         unit_key=unit.key,
@@ -261,6 +345,8 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
             "name": task_config.display_name,
             "protocol_version": type(task).protocol_version,
             "params": task.params.model_dump(mode="json"),
+            # speed-only params: results that differ only in these are still one measurement
+            "execution_params": sorted(type(task).execution_params),
         },
         "dataset": {
             "name": task_config.dataset,
@@ -277,7 +363,9 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
         "unavailable": output.unavailable,
         "evaluator": output.evaluator,
         "artifacts": output.artifacts,
+        "inputs": sorted(set(store.used()) | set(output.artifacts)),  # what gc --unreferenced keeps
         "details": output.details,
-        "provenance": {**provenance.collect(device), "started": started, "seconds": time.time() - started},
+        "provenance": {**provenance.collect(device), "code": code, "started": started, "seconds": time.time() - started},
+        "timings": current_record(),
     }
     store.put_result(unit.key, record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,13 @@ class ImageFolderDataset(ImageDataset):
             root=str(root), split=split, resolution=resolution, crop=crop, limit=limit, classnames_file=classnames_file
         )
         self.directory = _dataset_directory(self.params)
-        folders, files_per_class = _scan_classes(self.directory)
+        folders, files_per_class, self.skipped = _scan_classes(self.directory)
+        if self.skipped:
+            shown = ", ".join(self.skipped[:5]) + (f", ... (+{len(self.skipped) - 5})" if len(self.skipped) > 5 else "")
+            warnings.warn(
+                f"ImageFolder {self.directory}: skipped {len(self.skipped)} file(s) that are not readable images of a "
+                f"supported type ({', '.join(sorted(IMAGE_EXTENSIONS))}) or are broken links: {shown}; "
+                f"N = {sum(len(f) for f in files_per_class)} images", stacklevel=2)
         if self.params.limit is not None:
             files_per_class = _balanced_prefixes(files_per_class, self.params.limit)
         self.files: list[str] = [f"{folders[c]}/{name}" for c, names in enumerate(files_per_class) for name in names]
@@ -80,7 +87,7 @@ class ImageFolderDataset(ImageDataset):
         path = self.path(index)
         try:
             with Image.open(path) as opened:
-                cropped = CROP_FUNCTIONS[self.params.crop](opened, self.resolution)
+                cropped = CROP_FUNCTIONS[self.params.crop](_to_8bit(opened), self.resolution)
         except (OSError, Image.DecompressionBombError) as error:
             raise TokbenchError(f"cannot read image {path}: {error}") from error
         return np.array(cropped, dtype=np.uint8)
@@ -125,6 +132,7 @@ class ImageFolderDataset(ImageDataset):
             "transforms_version": TRANSFORMS_VERSION,
             "num_images": len(self),
             "num_classes": self.num_classes,
+            **({"skipped_files": len(self.skipped), "skipped_examples": self.skipped[:5]} if self.skipped else {}),
         }
 
 
@@ -147,7 +155,21 @@ def _is_image(entry: os.DirEntry[str]) -> bool:
     return os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file()
 
 
-def _scan_classes(directory: Path) -> tuple[list[str], list[list[str]]]:
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit integer images (16-bit grayscale PNG opens as ``I;16`` or ``I``) scaled to
+    8 bits (value / 257, rounded) instead of being clipped at 255 (white) by ``convert``."""
+    if image.mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and values.max(initial=0) <= 255 and values.min(initial=0) >= 0:
+        scaled = values
+    else:
+        scaled = np.clip(values, 0, 65535) / 257.0
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+
+
+def _scan_classes(directory: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """(class folders, image files per class, skipped files: other types and broken links)."""
     with os.scandir(directory) as entries:
         listing = list(entries)
     folders = sorted(entry.name for entry in listing if entry.is_dir() and not entry.name.startswith("."))
@@ -155,16 +177,20 @@ def _scan_classes(directory: Path) -> tuple[list[str], list[list[str]]]:
         loose = sum(1 for entry in listing if _is_image(entry))
         found = f"{loose} images lie directly in it; move them into class folders" if loose else "it is empty"
         raise MissingAssetError(f"no class folders in {directory}: {found}. {LAYOUT_HELP}")
-    files_per_class = []
+    files_per_class, skipped = [], []
     for folder in folders:
         with os.scandir(directory / folder) as entries:
-            files_per_class.append(sorted(entry.name for entry in entries if _is_image(entry)))
+            listed = sorted(entries, key=lambda entry: entry.name)
+        files_per_class.append([entry.name for entry in listed if _is_image(entry)])
+        skipped.extend(f"{folder}/{entry.name}" for entry in listed
+                       if not entry.name.startswith(".") and not entry.is_dir() and not _is_image(entry))
     if not any(files_per_class):
         extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise MissingAssetError(
-            f"no image files ({extensions}) in the {len(folders)} class folders of {directory}. {LAYOUT_HELP}"
+            f"no image files ({extensions}) in the {len(folders)} class folders of {directory}"
+            + (f" ({len(skipped)} other file(s), e.g. {skipped[0]})" if skipped else "") + f". {LAYOUT_HELP}"
         )
-    return folders, files_per_class
+    return folders, files_per_class, skipped
 
 
 def _balanced_prefixes(files_per_class: list[list[str]], limit: int) -> list[list[str]]:

@@ -29,11 +29,17 @@ def read_state_dict(path: str | Path, prefer: str = "ema") -> dict[str, torch.Te
             f"LightningDiT checkpoint {path} does not exist; train one with tokbench's generation task, or download "
             "a released one (e.g. hustvl/LightningDiT's lightningdit-xl-imagenet256-800ep.pt) and give its path"
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from tokbench.checkpoints import PICKLE_FORMAT, _unreadable
 
-        return load_file(str(path))
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        data = torch.load(path, map_location="cpu", weights_only=True)  # weights_only: no code from the file runs
+    except Exception as error:  # noqa: BLE001 - named, with the format expected
+        expected = "a safetensors file" if path.suffix == ".safetensors" else PICKLE_FORMAT
+        raise _unreadable(path, "LightningDiT checkpoint", expected, error) from error
     if isinstance(data, dict) and ("model" in data or "ema" in data):
         key = prefer if prefer in data else ("model" if "model" in data else "ema")
         return data[key]

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import torch
 
+from tokbench.checkpoints import CheckpointFormatError
 from tokbench.generation.model import LightningDiT
 from tokbench.generation.transport import NoiseSchedule, flow_loss, interpolate
+from tokbench.store import seal
+from tokbench.timing import progress_bar
 from tokbench.training.ema import ema_update_
 
 
@@ -81,6 +84,9 @@ class DiTTrainer:
         self.model = model.to(self.device).train()
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         self.data, self.settings, self.noise = data, settings, noise
+        if settings.batch_size > len(data):  # never shrink the batch silently: the budget assumes it
+            raise ValueError(f"batch_size {settings.batch_size} is larger than the {len(data)} training latents; "
+                             f"use batch_size <= {len(data)}")
         # DDP when a process group is up (torchrun, or tokbench.launch.distributed on Slurm): every
         # rank draws the same global batch and trains on its slice; DDP averages the gradients, so
         # N ranks take exactly the steps one process would take with the whole batch.
@@ -88,7 +94,7 @@ class DiTTrainer:
         self.model.gradient_checkpointing = settings.activation_checkpointing
         self.forward_model = self.model
         if self.world > 1:
-            global_batch = min(settings.batch_size, len(data))
+            global_batch = settings.batch_size
             if global_batch % self.world:
                 raise ValueError(f"batch size {global_batch} is not divisible by the {self.world} ranks; "
                                  f"use a multiple of {self.world}")
@@ -112,7 +118,7 @@ class DiTTrainer:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The latents and labels of ``step``: epochs are seeded permutations; each sample is the
         original or its flip copy with probability 1/2 (as LightningDiT's loader)."""
-        n, size = len(self.data), min(self.settings.batch_size, len(self.data))
+        n, size = len(self.data), self.settings.batch_size
         per_epoch = n // size
         epoch, position = divmod(step, per_epoch)
         order = torch.randperm(n, generator=_generator(self.settings.seed, 1, epoch))
@@ -161,14 +167,17 @@ class DiTTrainer:
         """Train to ``settings.steps`` (or ``stop_after`` more steps), checkpointing as configured."""
         target = self.settings.steps if stop_after is None else min(self.settings.steps, self.step + stop_after)
         started = time.perf_counter()
+        bar = progress_bar(target, "generator training", initial=self.step, enabled=self.rank == 0)
         while self.step < target:
             record = self.train_step()
+            bar.update()
             if self.step % log_every == 0 or self.step == target:
                 record["seconds"] = time.perf_counter() - started
                 self.history.append(record)
             every = self.settings.checkpoint_every
             if self.work_dir is not None and every and self.step % every == 0:
                 self.save()
+        bar.close()
         if self.work_dir is not None:
             self.save()
         return self.history
@@ -183,14 +192,25 @@ class DiTTrainer:
             return path
         self.work_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
-                    "step": self.step, "config": self.model.config.to_dict(), "settings": asdict(self.settings),
-                    "history": self.history}, tmp)
-        tmp.replace(path)
+        try:  # plain data only: the resume path reads it with weights_only=True
+            torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
+                        "step": self.step, "config": self.model.config.to_dict(), "settings": asdict(self.settings),
+                        "history": self.history}, tmp)
+            tmp.replace(path)
+            seal(self.work_dir, [self.CHECKPOINT], "LightningDiT resume checkpoint")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            state = _verified_resume_state(path, self.device)
+        except CheckpointFormatError as error:  # damaged or not ours: set aside, train from the start
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            path.replace(aside)
+            print(f"[dit] {error}; moved to {aside}, training from step 0", file=sys.stderr, flush=True)
+            return
         if state.get("settings", {}).get("seed") != self.settings.seed or state.get("config") != self.model.config.to_dict():
             raise ValueError(f"{path} belongs to another run (config or seed differ); remove it to start over")
         self.model.load_state_dict(state["model"])
@@ -211,6 +231,22 @@ class DiTTrainer:
         torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
                     "config": self.model.config.to_dict()}, path)
         return path
+
+
+def _verified_resume_state(path: Path, device: torch.device) -> dict:
+    """The resume checkpoint, checked against the sha256 sealed next to it and read with
+    ``weights_only=True`` (CheckpointFormatError naming the path otherwise)."""
+    from tokbench.checkpoints import read_training_state
+    from tokbench.store import MANIFEST, check_directory
+
+    if (path.parent / MANIFEST).is_file():
+        problem = check_directory(path.parent)
+        if problem is not None:
+            raise CheckpointFormatError(f"resume checkpoint {path}: {problem[0]} {problem[1]}")
+    state = read_training_state(path, "LightningDiT resume checkpoint", map_location=device)
+    if not isinstance(state, dict):
+        raise CheckpointFormatError(f"resume checkpoint {path} holds a {type(state).__name__}, not a dict")
+    return state
 
 
 def _process_group() -> tuple[int, int]:

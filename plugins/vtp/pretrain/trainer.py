@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokbench.checkpoints import read_training_state
+from tokbench.timing import progress_bar
 from tokbench.training.ema import ema_update_
 from tokbench.training.schedules import CosineSchedule
 from tokbench_vtp.checkpoint import save_official
@@ -232,8 +234,10 @@ class VTPPretrainer:
         recipe = self.recipe
         done_now = 0
         every = recipe.checkpoint_every
+        bar = progress_bar(recipe.total_steps, "vtp pretraining", initial=self.step, enabled=self.rank == 0)
         while self.step < recipe.total_steps:
             if stop_after is not None and done_now >= stop_after:
+                bar.close()
                 self.save_checkpoint()
                 raise StopRequested(f"stopped after step {self.step}")
             if self.step < recipe.steps:
@@ -242,12 +246,14 @@ class VTPPretrainer:
                 record = self._stage2().train_step(self.step)
                 self.step += 1
             done_now += 1
+            bar.update()
             if self.step % recipe.log_every == 0 or self.step == recipe.total_steps:
                 self._record({"kind": "train", **record})
             if self.evaluator is not None and self.eval_every and self.step % self.eval_every == 0:
                 self._evaluate()
             if every and self.step % every == 0 and self.step < recipe.total_steps:
                 self.save_checkpoint()
+        bar.close()
         if self.evaluator is not None and not any(h.get("kind") == "eval" and h["step"] == self.step for h in self.history):
             self._evaluate()
         return self.finish()
@@ -300,19 +306,26 @@ class VTPPretrainer:
         return state
 
     def _rng_state(self) -> dict[str, Any]:
+        """Every RNG's state as tensors and plain numbers (loadable with ``weights_only=True``)."""
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        version, python_state, python_gauss = random.getstate()
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
         }
 
     def _set_rng_state(self, rng: dict[str, Any]) -> None:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        numpy_state, python_state = rng["numpy"], rng["python"]
+        np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                             numpy_state["has_gauss"], numpy_state["gauss"]))
+        random.setstate((python_state["version"], tuple(int(v) for v in python_state["state"].tolist()),
+                         python_state["gauss"]))
 
     def _rank_rng_path(self, rank: int) -> Path:
         return self.run_dir / "rng" / f"rank{rank}.pt"
@@ -341,7 +354,7 @@ class VTPPretrainer:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_training_state(path, "VTP pretraining checkpoint")  # weights_only=True: no code runs
         saved = PretrainRecipe.model_validate(state["recipe"])
         if saved.cache_inputs() != self.recipe.cache_inputs():
             raise ValueError(
@@ -358,7 +371,7 @@ class VTPPretrainer:
             rank_file = self._rank_rng_path(self.rank)
             if not rank_file.is_file():
                 raise ValueError(f"{rank_file} is missing: resume with the world size the run was saved with")
-            rng = torch.load(rank_file, map_location="cpu", weights_only=False)
+            rng = read_training_state(rank_file, "VTP per-rank RNG state")
         self._set_rng_state(rng)
         self.step = state["step"]
         self.history = state.get("history", [])
