@@ -98,6 +98,21 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
         assert "SUBMITIT_LOCAL_JOB_ID" in b[name]["provenance"]["jobs"]
     status = run_cli("status", "--store", str(tmp_path / "b"))
     assert status.returncode == 0 and "2 done" in status.stdout
+    # which unit the run is on, and each unit's wall time by phase in its record and in status
+    assert "[1/2] reconstruction/" in debug.stderr and "[2/2] reconstruction/" in debug.stderr
+    for name in ("fine", "coarse"):
+        timings = b[name]["timings"]
+        assert timings["phases"]["encoding"] > 0 and sum(timings["phases"].values()) <= timings["total"]
+    assert "time by phase, slowest units first:" in status.stdout and "| reconstruction/fine/shapes | " in status.stdout
+    # a rerun with everything in the store imports no torch and reuses the leaderboard it wrote
+    rerun = run_cli("run", str(suite), "--store", str(tmp_path / "a"), "-o", "tasks.0.params.metrics=[psnr, ssim]",
+                    env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert rerun.returncode == 0, rerun.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in rerun.stderr.splitlines() if line.startswith("import time:")}
+    assert "click" in imported and "torch" not in imported
+    assert "unchanged since the last run" in rerun.stdout
+    assert rerun.stdout.split("finished in")[1].split("\n", 1)[1] == debug.stdout.split("finished in")[1].split("\n", 1)[1].replace(
+        "plots)", "plots; unchanged since the last run)")
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):

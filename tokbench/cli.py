@@ -233,27 +233,47 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
 
 
 def _print_results(store, keys: list[str], suite) -> None:
-    """The run's tables on stdout, then its leaderboard (every format, plots) on disk."""
+    """The run's tables on stdout, then its leaderboard (every format, plots) on disk; when
+    nothing changed since the last run, what it printed and the folder it wrote."""
+    from tokbench.report.unchanged import leaderboard_digest, mark, unchanged
+
+    records = [store.get_result(k) for k in keys if store.has_result(k)]
+    directory = store.root / "leaderboards" / suite.name
+    digest = leaderboard_digest(records, suite.report, suite.report.formats)
+    kept = unchanged(directory, digest)
+    if kept is not None:
+        written, printed = kept
+        click.echo(printed)
+    else:
+        written, printed = _write_results(store, records, directory, suite)
+        if written:
+            mark(directory, digest, written, printed)
+    if written:
+        plots = sum(name.startswith("plot:") for name in written) // 2  # PNG + SVG each
+        where = written.get("html") or next(iter(written.values()))
+        click.echo(f"leaderboard: {where} ({', '.join(sorted(k for k in written if not k.startswith('plot:')))}"
+                   f"{f', {plots} plots' if plots else ''}{'; unchanged since the last run' if kept else ''})")
+
+
+def _write_results(store, records, directory: Path, suite) -> tuple[dict[str, Path], str]:
+    """Print the tables, write the leaderboard; (files written, text printed)."""
     from tokbench.report.exporters.text import markdown_table
     from tokbench.report.report import build_report, write_leaderboard
     from tokbench.report.tables import ComparabilityError
 
-    records = [store.get_result(k) for k in keys if store.has_result(k)]
     try:
         report = build_report(records, specs=suite.report.tables, title=f"tokbench leaderboard: {suite.name}",
                               store=store, plots=suite.report.plots, settings=suite.report)
     except ComparabilityError as error:  # the units of one plan share protocols; a custom table may not
         click.secho(str(error), fg="yellow", err=True)
-        return
-    for index, table in enumerate(report.tables):
-        click.echo(("\n" if index else "") + markdown_table(table))
-    for note in _unavailable_notes(records):
-        click.echo(note)
-    if report.tables:
-        written = write_leaderboard(report, store.root / "leaderboards" / suite.name, suite.report.formats)
-        where = written.get("html") or next(iter(written.values()))
-        click.echo(f"leaderboard: {where} ({', '.join(sorted(k for k in written if not k.startswith('plot:')))}"
-                   f"{f', {len(report.plots)} plots' if report.plots else ''})")
+        return {}, ""
+    lines = [("\n" if index else "") + markdown_table(table) for index, table in enumerate(report.tables)]
+    lines += _unavailable_notes(records)
+    printed = "\n".join(lines)
+    click.echo(printed)
+    if not report.tables:
+        return {}, printed
+    return write_leaderboard(report, directory, suite.report.formats), printed
 
 
 def _unavailable_notes(records) -> list[str]:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from tokbench.errors import MissingAssetError
+from tokbench.timing import phase, progress
 from tokbench.training.tiny import shapes_sources
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder, VTPTrunkEncoder
@@ -159,7 +160,7 @@ def train_decoder(
         encode_seconds = time.time() - started
         order, cursor = torch.randperm(len(pool), generator=generator), 0
         history: list[dict[str, float]] = []
-        for step in range(train.steps):
+        for step in progress(range(train.steps), "rae decoder", train.steps):
             if cursor + train.batch_size > len(order):
                 order, cursor = torch.randperm(len(pool), generator=generator), 0
             index = order[cursor : cursor + min(train.batch_size, len(order))].to(device)
@@ -266,7 +267,8 @@ def tiny_artifacts(params: RAEParams, context) -> tuple[Path, Path, float]:
     def produce(target: Path) -> dict[str, Any]:
         encoder = load_vtp_encoder(encoder_dir)
         images, holdout = shapes_images(train, context)
-        decoder, stats, summary = train_decoder(encoder, train, images, holdout, device=context.device, log=logger.info)
+        with phase("tokenizer training", f"rae decoder, {train.steps} steps"):
+            decoder, stats, summary = train_decoder(encoder, train, images, holdout, device=context.device, log=logger.info)
         torch.save({k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}, target / "model.pt")
         write_stats(stats, target / "stat.pt")
         summary["decoder_training_flops"] = decoder_training_flops(train, encoder, encoder.width)

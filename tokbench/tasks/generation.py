@@ -51,6 +51,7 @@ class GenerationTask(UsesFIDWeights, Task):
         from tokbench.generation.flops import forward_flops, training_flops_per_image
         from tokbench.generation.transport import NoiseSchedule, default_noise_shift
         from tokbench.hashing import state_dict_fingerprint
+        from tokbench.timing import phase
         from tokbench.understanding.features import FeatureRequest, extract_features
 
         params = self.params
@@ -120,7 +121,8 @@ class GenerationTask(UsesFIDWeights, Task):
             data = LatentSet((views[0] - mean) / std, (views[1] - mean) / std, labels)
             trainer = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device,
                                  work_dir=ctx.build.work_dir(training_inputs, "generator-training"))
-            history.extend(trainer.fit(log_every=max(1, steps // 20)))
+            with phase("generator training", f"LightningDiT-{params.model}/{patch}, {steps} steps"):
+                history.extend(trainer.fit(log_every=max(1, steps // 20)))
             trainer.export_official(out / "checkpoint.pt")
             torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
             return {"history": trainer.history, "ranks": trainer.world}
@@ -135,12 +137,16 @@ class GenerationTask(UsesFIDWeights, Task):
                            params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
                            "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
                            "version": 1}
-        samples_dir = ctx.build.cached(sampling_inputs, "generated-samples",
-                                       lambda out: self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out),
+        def sample(out) -> None:
+            with phase("sampling", f"{params.num_samples} samples, {params.sample_steps} steps"):
+                self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
+
+        samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
                                        label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
 
         # 5. metrics
-        metrics, unavailable, evaluator = self._score(ctx, samples_dir)
+        with phase("scoring"):
+            metrics, unavailable, evaluator = self._score(ctx, samples_dir)
         samples_per_image = params.sample_steps * (2 if params.cfg_scale > 1 else 1)
         return TaskOutput(
             metrics=metrics,

@@ -86,8 +86,11 @@ class ReconstructionTask(UsesFIDWeights, Task):
             num_shards=len(shards),
             meta={"label": f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}"},
         )
-        for index in ctx.build.track(recon.todo(), desc=f"reconstruct {ctx.tokenizer_name}"):
-            recon.write_shard(index, lambda out, ids=shards[index]: self._recon_shard(ctx, extractor, lpips_fn, ids, out))
+        from tokbench.timing import phase
+
+        with phase("encoding", f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}, per-image scores"):
+            for index in ctx.build.track(recon.todo(), desc=f"reconstruct {ctx.tokenizer_name}"):
+                recon.write_shard(index, lambda out, ids=shards[index]: self._recon_shard(ctx, extractor, lpips_fn, ids, out))
         artifacts.append(recon.finalize().name)
 
         def gather(sharded, name: str):

@@ -125,8 +125,12 @@ def extract_features(
         meta={"label": label or f"features {', '.join(request.names)}", "request": asdict(request), "count": count},
     )
     missing = table.todo()
-    for index in build.track(missing, desc=label or "features"):
-        table.write_shard(index, lambda out, ids=shards[index]: _extract_shard(build, tokenizer, dataset, request, ids, batch_size, out))
+    if missing:
+        from tokbench.timing import phase
+
+        with phase("encoding" if request.names == ("latent",) else "feature extraction", label):
+            for index in build.track(missing, desc=label or "features"):
+                table.write_shard(index, lambda out, ids=shards[index]: _extract_shard(build, tokenizer, dataset, request, ids, batch_size, out))
     table.finalize()
 
     names = request.names

@@ -63,7 +63,10 @@ def trained_checkpoint(recipe: PretrainRecipe, context) -> Path:
     work = context.work_dir(key_inputs, KIND)
 
     def produce(target: Path) -> dict[str, Any]:
-        summary = pretrain(recipe, work, device=context.device, log=logger.info)
+        from tokbench.timing import phase
+
+        with phase("tokenizer training", f"vtp recipe {recipe.name}, {recipe.total_steps} steps"):
+            summary = pretrain(recipe, work, device=context.device, log=logger.info)
         from tokbench_vtp.pretrain.distributed import world_info
 
         if world_info()[0] != 0:  # another rank of a multi-GPU unit: rank 0 exports and commits
