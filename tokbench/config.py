@@ -80,6 +80,11 @@ class ReportConfig(_Strict):
     )
     tables: list[TableSpec] | None = Field(None, description="leaderboard tables (default: one per task)")
     plots: bool = Field(True, description="draw the plots the results allow (PNG + SVG, and in the HTML)")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of every interval; ties are tested at 1 - confidence")
+    resamples: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples per interval and test")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap draws (fixed: the same store gives the same intervals)")
+    interval_style: Literal["halfwidth", "bounds"] = Field(
+        "halfwidth", description="how tables show intervals: value ± half-width, or value [low, high]")
 
 
 class Suite(_Strict):
@@ -311,6 +316,10 @@ def validate_suite(data: dict[str, Any], source: str = "<suite>", registry: Regi
         problems += issues
         if params is not None:
             resolved["tokenizers"][name]["params"] = params.model_dump(mode="json")
+            train_name = getattr(params, "train_dataset", None)  # a tokenizer that learns from a suite dataset
+            if isinstance(train_name, str) and train_name not in suite.datasets:
+                problems.append(f"{source}: {where}.params.train_dataset: "
+                                f"{unknown_choice('dataset', train_name, suite.datasets)} (define it under 'datasets:')")
 
     for index, task in enumerate(suite.tasks):
         where = f"tasks.{index}"

@@ -77,10 +77,17 @@ def _cell_title(table: Table, row: int, column: int) -> str:
         parts.append(f"± std over {cell.spread_count} probe seeds")
     if cell.unavailable:
         parts.append(f"n/a: {cell.unavailable}")
+    if cell.ci_method:
+        parts.append(f"interval: {cell.ci_method}")
+    if cell.test and cell.p_vs_best is not None:
+        parts.append(f"vs best: {cell.test}, Holm-adjusted p = {cell.p_vs_best:.3g}")
     for key, provenance in zip(cell.unit_keys, cell.provenance):
         details = json.loads(provenance) if provenance else {}
         summary = ", ".join(f"{k} {details[k]}" for k in ("git_commit", "torch", "device") if details.get(k))
         parts.append(f"result {key[:10]}" + (f" ({summary})" if summary else ""))
+        code = {(c.get("plugin"), c.get("version"), str(c.get("digest"))[:12]) for c in (details.get("code") or {}).values()}
+        if code:  # the plugin versions and code digests that computed it (tokbench.code_digest)
+            parts.append("code: " + ", ".join(f"{p} {v} @{d}" for p, v, d in sorted(code)))
     return "\n".join(parts)
 
 
@@ -103,20 +110,20 @@ def html_table(table: Table) -> str:
         cells = [f'<th scope="row">{escape(tokenizer)}</th>']
         for c, column in enumerate(table.columns):
             cell = table.cell(r, c)
-            classes = []
-            if table.highlight and cell.rank == 1:
-                classes.append("best")
-            elif table.highlight and cell.rank == 2:
-                classes.append("second")
+            classes = {1: ["best"], 2: ["second"]}.get(table.emphasis(cell), [])
             if cell.value is None:
                 classes.append("na")
             value_attr = "" if cell.value is None else f' data-value="{cell.value * column.info.scale!r}"'
-            text = escape(cell.text(column.info)) + (f" <small>(n={cell.count})</small>" if cell.count > 1 else "")
+            text = escape(cell.text(column.info, table.interval_style)) + (f" <small>(n={cell.count})</small>" if cell.count > 1 else "")
+            if cell.rank_text():
+                text += f' <small class="rank">#{escape(cell.rank_text())}</small>'
             notes = "".join(f'<sup class="note">{escape(m)}</sup>' for m in cell.notes)
             class_attr = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{class_attr}{value_attr} title="{escape(_cell_title(table, r, c))}">{text}{notes}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     footnotes = "".join(f"<li><sup>{escape(m)}</sup> {escape(t)}</li>" for m, t in table.footnotes.items())
+    if table.verdict_note is not None:
+        footnotes = f"<li>{escape(table.verdict_note)}</li>" + footnotes
     return "\n".join([
         f'<section class="table" id="table-{escape(table.name)}">',
         f"<h2>{escape(table.title)}</h2>",
@@ -179,7 +186,9 @@ def export_html(report: Report) -> str:
         f"<h1>{escape(report.title)}</h1>",
         f'<p class="meta">{count} results · tokbench {escape(__version__)} · click a column header to sort · '
         "hover a value for its protocol and provenance</p>",
-        '<p class="legend"><span class="best-key">best</span> <span class="second-key">second best</span> per column</p>',
+        ('<p class="legend"><span class="best-key">best, or tied with the best</span> per column (see each table\'s notes)</p>'
+         if any(t.verdict_note is not None for t in report.tables) else
+         '<p class="legend"><span class="best-key">best</span> <span class="second-key">second best</span> per column</p>'),
         *(html_table(t) for t in report.tables),
         _plots(report),
         _metric_legend(report),
