@@ -1,0 +1,103 @@
+"""How long a new user waits: the quickstart from a fresh store (median of N runs), then a rerun
+with everything in the store, and where the first run's time went, phase by phase.
+
+    .venv/bin/python benchmarks/bench_quickstart.py                  # suites/quickstart.yaml, 2 fresh runs (~50 min on 2 cores)
+    .venv/bin/python benchmarks/bench_quickstart.py --runs 1 --no-record
+    .venv/bin/python benchmarks/bench_quickstart.py --quick --no-record   # a seconds-long suite: checks the script
+
+Each run is ``tokbench run SUITE --store <fresh temporary store>`` in a new interpreter, as a user
+types it (after setup: the Inception weights conversion cache in ~/.cache/tokbench is kept, like
+a second quickstart on the same machine). The breakdown sums the ``timings`` every unit records
+(``tokbench.timing``) over the units of the last fresh run; the per-unit table is that run's
+``leaderboards/<suite>/timings.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_SUITE = """
+name: bench-quick
+datasets:
+  shapes-val: {kind: shapes, params: {split: val, num_images: 16, resolution: 32, seed: 0}}
+  shapes-train: {kind: shapes, params: {split: train, num_images: 32, resolution: 32, seed: 0}}
+tokenizers:
+  bicubic-f4: {plugin: resample, params: {factor: 4, mode: bicubic}}
+  bilinear-f4: {plugin: resample, params: {factor: 4, mode: bilinear}}
+tasks:
+  - kind: reconstruction
+    dataset: shapes-val
+    params: {batch_size: 16, metrics: [psnr, ssim]}
+  - kind: linear_probe
+    dataset: shapes-val
+    train_dataset: shapes-train
+    params: {protocol: bottleneck, latent_pool: 4, iterations: 20, batch_size: 16}
+"""
+
+
+def run_suite(suite: Path, store: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "tokbench.cli", "run", str(suite), "--store", str(store), "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"tokbench run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def phase_totals(store: Path) -> tuple[dict[str, float], float]:
+    """Seconds per phase summed over the store's results (``other``: outside every phase), and the units' sum."""
+    from tokbench.report.timings import timing_rows
+
+    records = [json.loads(p.read_text()) for p in (store / "results").glob("*.json")]
+    totals: dict[str, float] = {}
+    rows = timing_rows(records)
+    for row in rows:
+        for name, seconds in row["phases"].items():
+            totals[name] = totals.get(name, 0.0) + seconds
+    return dict(sorted(totals.items(), key=lambda item: -item[1])), sum(row["total"] for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default=str(REPO / "suites" / "quickstart.yaml"))
+    parser.add_argument("--runs", type=int, default=2, help="fresh-store runs (the median is reported)")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long suite of built-in baselines instead")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/results/")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="tokbench-bench-quickstart-") as tmp:
+        suite = Path(args.suite)
+        if args.quick:
+            suite = Path(tmp) / "quick.yaml"
+            suite.write_text(QUICK_SUITE)
+        fresh = []
+        for index in range(args.runs):
+            store = Path(tmp) / f"store-{index}"
+            fresh.append(run_suite(suite, store))
+            print(f"fresh run {index + 1}/{args.runs}: {fresh[-1]:.1f}s", file=sys.stderr)
+        cached = run_suite(suite, store)  # everything in the store (last fresh run's)
+        print(f"cached rerun: {cached:.1f}s", file=sys.stderr)
+        phases, units = phase_totals(store)
+        table = (store / "leaderboards").glob("*/timings.md")
+        print(next(table).read_text() if phases else "(no timings recorded)")
+
+    figures = {"fresh_seconds_median": statistics.median(fresh), "fresh_seconds": fresh, "cached_rerun_seconds": cached,
+               "units_seconds": units, "phase_seconds": phases}
+    record("quickstart", {"suite": "quick" if args.quick else str(Path(args.suite).name), "runs": args.runs}, figures, [],
+           "cpu", save=not args.no_record and not args.quick)
+
+
+if __name__ == "__main__":
+    main()
