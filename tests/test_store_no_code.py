@@ -154,3 +154,19 @@ def test_a_plugin_calling_sys_exit_at_import_is_isolated(tmp_path):
     assert listing.returncode == 0, listing.stderr
     assert "exitplug 0.1.0" in listing.stdout and "SystemExit: no licence server" in listing.stdout
     assert "builtin" in listing.stdout
+
+
+def test_a_failed_resume_checkpoint_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from test_generation_train import trainer
+
+    import tokbench.generation.train as train
+
+    def full_disk(obj, path):
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/3: file write failed")
+
+    dit = trainer(tmp_path, steps=1)
+    monkeypatch.setattr(train.torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match="file write failed"):
+        dit.save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

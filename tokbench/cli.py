@@ -35,13 +35,19 @@ def _fail(error: Exception) -> None:
 
 
 class _Group(click.Group):
-    """Turns TokbenchError into one-line messages instead of tracebacks."""
+    """Turns TokbenchError (and a full disk) into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except TokbenchError as error:
             _fail(error)
+        except OSError as error:  # a full disk is one line too: which path, how much space
+            from tokbench.store import disk_full_message, is_disk_full
+
+            if not is_disk_full(error):
+                raise
+            _fail(TokbenchError(disk_full_message(error, Path(error.filename) if error.filename else None)))
 
 
 @click.group(cls=_Group)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -247,7 +248,7 @@ def _describe(error: BaseException, path: Path | None = None) -> str:
     if isinstance(error, DiskFullError):
         return f"{type(error).__name__}: {error.strerror or error}"
     if is_disk_full(error):
-        return f"DiskFullError: {disk_full_message(error, path or Path(getattr(error, 'filename', None) or '.'))}"
+        return f"DiskFullError: {disk_full_message(error, path)}"
     return f"{type(error).__name__}: {error}"
 
 
@@ -368,4 +369,16 @@ def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_di
         "provenance": {**provenance.collect(device), "code": code, "started": started, "seconds": time.time() - started},
         "timings": current_record(),
     }
+    _draw_replicates(store, output, suite)
     store.put_result(unit.key, record)
+
+
+def _draw_replicates(store: Store, output, suite: Suite) -> None:
+    """The bootstrap replicates behind this result's intervals, drawn now with the suite's report
+    settings (see ``tokbench.verdicts.engine.precompute``)."""
+    from tokbench.stats import BootstrapSettings
+    from tokbench.verdicts.engine import precompute
+
+    settings = BootstrapSettings(level=suite.report.confidence, resamples=suite.report.resamples, seed=suite.report.seed)
+    for problem in precompute(store, output.details.get("evidence"), output.metrics, settings):
+        print(f"note: bootstrap replicates not drawn ({problem}); the report will retry", file=sys.stderr)

@@ -65,27 +65,44 @@ def _directory_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is the file system running out of space or quota.
+#: what a full disk looks like without an errno: torch.save ("file write failed"), numpy's
+#: ``tofile`` ("16384 requested and 12784 written")
+_DISK_FULL_TEXT = ("No space left", "file write failed", "requested and")
 
-    torch.save reports a full disk as a RuntimeError ("file write failed"), so the text counts."""
+
+def is_disk_full(error: BaseException, path: Path | None = None) -> bool:
+    """Whether ``error`` (or what caused it) is the file system running out of space or quota:
+    ENOSPC/EDQUOT, the texts torch and numpy use instead, or (``path`` given) an I/O error
+    while the file system of ``path`` has less than 1 MB free."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, DiskFullError) or (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)):
             return True
-        if isinstance(seen, RuntimeError) and ("No space left" in str(seen) or "file write failed" in str(seen)):
+        if isinstance(seen, (OSError, RuntimeError)) and any(text in str(seen) for text in _DISK_FULL_TEXT):
             return True
         seen = seen.__cause__ or seen.__context__
+    if path is not None and isinstance(error, (OSError, RuntimeError)):
+        with contextlib.suppress(OSError, StopIteration):
+            probe = path if path.exists() else next(p for p in path.parents if p.exists())
+            return shutil.disk_usage(probe).free < 1_000_000
     return False
 
 
-def disk_full_message(error: BaseException, path: Path, written: int | None = None, what: str = "") -> str:
+def disk_full_message(error: BaseException, path: Path | None, written: int | None = None, what: str = "") -> str:
     """One line: which path filled up, how much was being written, how much is free."""
-    target = Path(getattr(error, "filename", None) or path)
+    named = getattr(error, "filename", None) or path
+    if named is None:  # e.g. pathlib's write_text: say where in the code instead
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if "tokbench" in f.filename] or \
+            traceback.extract_tb(error.__traceback__)
+        where = f" (in {frames[-1].name} at {Path(frames[-1].filename).name}:{frames[-1].lineno}; the path was not reported)" if frames else ""
+        return f"no space left on a device{where}; free space (e.g. `tokbench store gc`) or point the store elsewhere"
+    target = Path(named)
     probe = target if target.exists() else next((p for p in target.parents if p.exists()), Path("/"))
     try:
         usage = shutil.disk_usage(probe)
-        space = f"{usage.free / 1e6:.1f} MB free of {usage.total / 1e6:.0f} MB"
+        space = f"{usage.free / 1e6:.1f} MB free of {usage.total / 1e6:.1f} MB"
     except OSError:
         space = "free space unknown"
     needed = f"; it needed more than the {written / 1e6:.1f} MB written so far" if written else ""
@@ -106,7 +123,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
-        if is_disk_full(error) and not isinstance(error, DiskFullError):
+        if is_disk_full(error, path) and not isinstance(error, DiskFullError):
             raise DiskFullError(errno.ENOSPC, disk_full_message(error, path)) from error
         raise
 
@@ -402,7 +419,7 @@ class Store:
         except BaseException as error:
             written = _directory_size(tmp)
             self._discard(tmp)
-            if is_disk_full(error) and not isinstance(error, DiskFullError):
+            if is_disk_full(error, tmp) and not isinstance(error, DiskFullError):
                 raise DiskFullError(errno.ENOSPC, disk_full_message(error, tmp, written, f"{kind} {key} into")) from error
             raise
         # the producer's resumable scratch (training checkpoints) is of no use once its artifact exists
@@ -699,7 +716,7 @@ class ShardedArtifact:
         except BaseException as error:
             written = _directory_size(tmp)
             self.store._discard(tmp)
-            if is_disk_full(error) and not isinstance(error, DiskFullError):
+            if is_disk_full(error, tmp) and not isinstance(error, DiskFullError):
                 raise DiskFullError(errno.ENOSPC, disk_full_message(
                     error, tmp, written, f"shard {index} of {self.kind} {self.key} into")) from error
             raise
