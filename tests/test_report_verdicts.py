@@ -158,3 +158,20 @@ def test_accuracies_use_wilson_and_mcnemar(tmp_path):
     assert cells["a"].ci_method.startswith("95% Wilson") or "Wilson" in cells["a"].ci_method
     assert cells["a"].tied_with_best and cells["b"].tied_with_best and cells["c"].tied_with_best is False
     assert "McNemar" in cells["c"].test
+
+
+def test_plot_points_never_average_unlike_results_and_carry_intervals(store_and_records):
+    from tokbench.report.plots import _points
+
+    store, records = store_and_records
+    rng = np.random.default_rng(3)
+    reference_key = records[0]["details"]["evidence"]["rfid"]["reference"]["artifact"]
+    other = _recon(store, "alpha", rng.normal(20.0, 2.0, size=N), rng.normal(size=(N, 16)), reference_key,
+                   tag="b", params={"rounding": "truncate"})
+    report = build_report([*records, other], store=store)
+    points = _points(report.frame, task="reconstruction", metric="psnr")
+    assert {"alpha (1)", "alpha (2)", "twin", "worse"} == set(points)
+    assert sorted(round(points[k][0], 3) for k in ("alpha (1)", "alpha (2)")) == sorted(
+        [round(float(records[0]["metrics"]["psnr"]), 3), round(float(other["metrics"]["psnr"]), 3)])
+    value, low, high = points["worse"]
+    assert low < value < high

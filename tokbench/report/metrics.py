@@ -18,6 +18,8 @@ class MetricInfo:
     description: str = ""
     #: the metric that carries this one's spread (e.g. top1_std for top1)
     spread: str | None = None
+    #: a count or a setting, not an estimate from samples (FLOPs, evaluations): no sampling error
+    exact: bool = False
 
     @property
     def arrow(self) -> str:
@@ -47,27 +49,27 @@ METRICS: dict[str, MetricInfo] = {
     "psnr": MetricInfo("PSNR (dB)", True, 1, 2, "peak signal-to-noise ratio on the uint8 pair, averaged over images"),
     "ssim": MetricInfo("SSIM", True, 1, 3, "structural similarity (Gaussian 11×11, σ 1.5) on [0, 1]"),
     "lpips": MetricInfo("LPIPS", False, 1, 3, "learned perceptual distance (VGG, v0.1)"),
-    "encode_gflops": MetricInfo("encode GFLOPs/img", None, 1, 3,
-                                "the tokenizer's encoder per image at the run's resolution (FlopCounterMode; interpolation counts 0)"),
-    "decode_gflops": MetricInfo("decode GFLOPs/img", None, 1, 3,
-                                "the tokenizer's decoder per image at the run's resolution (FlopCounterMode; interpolation counts 0)"),
+    "encode_gflops": MetricInfo("encode GFLOPs/img", False, 1, 3, "the tokenizer's encoder per image at the run's "
+                                "resolution (torch.utils.flop_counter; interpolation counts 0)", exact=True),
+    "decode_gflops": MetricInfo("decode GFLOPs/img", False, 1, 3, "the tokenizer's decoder per image at the run's "
+                                "resolution (torch.utils.flop_counter; interpolation counts 0)", exact=True),
     "top1": MetricInfo("top-1 (%)", True, 100, 1, "accuracy; for probes, of the head chosen on a held-out minival", spread="top1_std"),
     "top5": MetricInfo("top-5 (%)", True, 100, 1, "top-5 accuracy"),
     "top1_best_on_val": MetricInfo("top-1 best-on-val (%)", True, 100, 1,
                                    "the published habit: best probe head picked on the validation set itself (optimistic)"),
     "minival_top1": MetricInfo("minival top-1 (%)", True, 100, 1, "probe accuracy on the held-out training images used for selection"),
     "gfid": MetricInfo("gFID", False, 1, 2, "FID of generated samples against the dataset's reference statistics"),
-    "total_gflops_per_image": MetricInfo("GFLOPs/img (sample + decode)", None, 1, 3,
-                                         "cost of one generated image: counted network evaluations x generator forward FLOPs "
-                                         "+ the tokenizer's decode FLOPs"),
+    "total_gflops_per_image": MetricInfo("GFLOPs/img (sample + decode)", False, 1, 3,
+                                         "cost of one generated image: counted network evaluations × generator forward FLOPs "
+                                         "+ the tokenizer's decode FLOPs", exact=True),
     "inception_score": MetricInfo("IS", True, 1, 1, "Inception score of generated samples (10 splits, torch-fidelity's isc)",
                                   spread="inception_score_std"),
     "precision": MetricInfo("precision", True, 1, 3, "improved precision (k = 3) of generated samples"),
     "recall": MetricInfo("recall", True, 1, 3, "improved recall (k = 3) of generated samples"),
-    "nfe": MetricInfo("NFE/img", None, 1, 1, "network evaluations per generated image, counted while sampling "
-                      "(both halves of classifier-free guidance)"),
+    "nfe": MetricInfo("NFE/img", False, 1, 1, "network evaluations per generated image, counted while sampling "
+                      "(the conditional and unconditional halves of guidance counted separately)", exact=True),
     "training_budget_used": MetricInfo("train FLOPs (% of budget)", None, 100, 1,
-                                       "generator training FLOPs achieved (whole steps) over the FLOP budget"),
+                                       "generator training FLOPs achieved (whole steps) over the FLOP budget", exact=True),
 }
 
 #: metrics shown only as the spread of another one

@@ -48,49 +48,91 @@ def _save(fig, name: str, title: str, caption: str = "") -> Plot:
     return Plot(name, title, buffers["png"], buffers["svg"], caption)
 
 
-def _value(frame, **match) -> dict[str, float]:
+def _points(frame, **match) -> dict[str, tuple[float, float | None, float | None]]:
+    """Label -> (value, interval low, interval high) of one metric. Seeds of one measurement are
+    averaged (t interval over the seeds); results that are not one measurement (another N,
+    budget, code version, ...) are never averaged: each keeps its own point, numbered."""
+    from tokbench.verdicts.engine import seed_interval
+
     rows = frame
     for column, value in match.items():
         rows = rows[rows[column] == value]
     rows = rows[rows["value"].notna()]
-    return rows.groupby("tokenizer", sort=False)["value"].mean().to_dict()
+    points: dict[str, tuple[float, float | None, float | None]] = {}
+    for tokenizer, by_tokenizer in rows.groupby("tokenizer", sort=False):
+        groups = list(by_tokenizer.groupby("comparability", sort=False))
+        for number, (_, group) in enumerate(groups, start=1):
+            label = tokenizer if len(groups) == 1 else f"{tokenizer} ({number})"
+            values = [float(v) for v in group["value"]]
+            if len(values) > 1:
+                interval = seed_interval(values, 0.95)
+                points[label] = (sum(values) / len(values), interval.low, interval.high)
+            else:
+                low = group["ci_low"].iloc[0] if "ci_low" in group else None
+                high = group["ci_high"].iloc[0] if "ci_high" in group else None
+                points[label] = (values[0], _number(low), _number(high))
+    return points
+
+
+def _number(value) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
+def _error(value: float, low: float | None, high: float | None, scale: float) -> list[list[float]] | None:
+    """Asymmetric error bar lengths for matplotlib, or None without an interval."""
+    if low is None or high is None:
+        return None
+    return [[max(value - low, 0.0) * abs(scale)], [max(high - value, 0.0) * abs(scale)]]
 
 
 def scatter(frame, x_task: str, x_metric: str, y_task: str, y_metric: str, name: str, title: str) -> Plot | None:
-    xs, ys = _value(frame, task=x_task, metric=x_metric), _value(frame, task=y_task, metric=y_metric)
+    xs, ys = _points(frame, task=x_task, metric=x_metric), _points(frame, task=y_task, metric=y_metric)
     common = [t for t in xs if t in ys]
     if not common:
         return None
     x_info, y_info = metric_info(x_metric), metric_info(y_metric)
     fig, ax = _figure()
     for tokenizer in common:
-        x, y = xs[tokenizer] * x_info.scale, ys[tokenizer] * y_info.scale
-        ax.scatter([x], [y], s=40)
+        (x, *x_ci), (y, *y_ci) = xs[tokenizer], ys[tokenizer]
+        ax.errorbar([x * x_info.scale], [y * y_info.scale], xerr=_error(x, *x_ci, x_info.scale),
+                    yerr=_error(y, *y_ci, y_info.scale), fmt="o", markersize=6, capsize=3, elinewidth=1)
+        x, y = x * x_info.scale, y * y_info.scale
         ax.annotate(tokenizer, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(f"{x_task}: {x_info.label} {x_info.arrow}")
     ax.set_ylabel(f"{y_task}: {y_info.label} {y_info.arrow}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, name, title, f"one point per tokenizer; x from {x_task}, y from {y_task}")
+    return _save(fig, name, title, f"one point per tokenizer; x from {x_task}, y from {y_task}; "
+                                   "bars: 95% confidence intervals")
 
 
-def flops_curve(records: list[dict[str, Any]], flops_of, name: str, title: str, xlabel: str) -> Plot | None:
-    """gFID against a FLOP count, one line per tokenizer family (plugin)."""
-    points: dict[str, list[tuple[float, float, str]]] = {}
+def flops_curve(records: list[dict[str, Any]], flops_of, name: str, title: str, xlabel: str, frame=None) -> Plot | None:
+    """gFID against a FLOP count, one line per tokenizer family (plugin); error bars from the
+    frame's intervals (``ci_low``/``ci_high`` of each result's gFID) when it has them."""
+    intervals = {}
+    if frame is not None and "ci_low" in frame:
+        rows = frame[frame["metric"] == "gfid"]
+        intervals = {k: (_number(lo), _number(hi)) for k, lo, hi in zip(rows["unit_key"], rows["ci_low"], rows["ci_high"])}
+    points: dict[str, list[tuple[float, float, str, tuple]]] = {}
     for record in records:
         gfid = record.get("metrics", {}).get("gfid")
         flops = flops_of(record)
         if gfid is None or not flops:
             continue
         family = record["tokenizer"].get("plugin") or record["tokenizer"]["name"]
-        points.setdefault(family, []).append((float(flops), float(gfid), record["tokenizer"].get("label") or ""))
+        points.setdefault(family, []).append((float(flops), float(gfid), record["tokenizer"].get("label") or "",
+                                              intervals.get(record.get("key"), (None, None))))
     if not points:
         return None
     fig, ax = _figure()
     for family, values in sorted(points.items()):
-        values.sort()
-        ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=family)
-        for x, y, label in values:
+        values.sort(key=lambda v: v[:3])
+        line = ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=family)[0]
+        for x, y, _, (low, high) in values:
+            error = _error(y, low, high, 1.0)
+            if error is not None:
+                ax.errorbar([x], [y], yerr=error, fmt="none", ecolor=line.get_color(), capsize=3, elinewidth=1)
+        for x, y, label, _ in values:
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -189,11 +231,11 @@ def draw_plots(records: list[dict[str, Any]], frame, store=None) -> tuple[list[P
     no_generation = "no generation results (gFID) yet"
     add("gfid_vs_tokenizer_flops",
         flops_curve(records, lambda r: r["tokenizer"].get("training_flops"), "gfid_vs_tokenizer_flops",
-                    "gFID vs tokenizer pretraining compute", "tokenizer pretraining FLOPs"),
+                    "gFID vs tokenizer pretraining compute", "tokenizer pretraining FLOPs", frame),
         no_generation if generation is None else "no result records both gFID and the tokenizer's training FLOPs")
     add("gfid_vs_generator_flops",
         flops_curve(records, lambda r: r.get("details", {}).get("generator_training_flops"), "gfid_vs_generator_flops",
-                    "gFID vs generator training compute", "generator training FLOPs"),
+                    "gFID vs generator training compute", "generator training FLOPs", frame),
         no_generation if generation is None else "no result records both gFID and generator FLOPs")
     if understanding and generation:
         add("understanding_vs_generation", scatter(frame, understanding, "top1", generation, "gfid",

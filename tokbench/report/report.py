@@ -66,13 +66,14 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
 
 def _result_intervals(frame, verdicts) -> None:
     """``ci_low``, ``ci_high``, ``ci_method`` on every row of the long frame (one result each)."""
+    from tokbench.report.metrics import metric_info
     from tokbench.report.tables import Cell
 
     lows, highs, methods = [], [], []
-    for value, evidence in zip(frame["value"], frame["evidence"]):
+    for value, evidence, metric in zip(frame["value"], frame["evidence"], frame["metric"]):
         cell = Cell(None if value is None or value != value else float(value),
                     evidence=evidence if isinstance(evidence, str) else None)
-        verdicts.interval(cell)
+        verdicts.interval(cell, metric_info(metric))
         lows.append(cell.ci_low)
         highs.append(cell.ci_high)
         methods.append(cell.ci_method)

@@ -35,6 +35,7 @@ class Verdicts:
         self.engine = VerdictEngine(store, self.settings)
         self.interval_style = interval_style
         self.untested = False
+        self._comparisons: dict[tuple[int, int], object] = {}
 
     @classmethod
     def from_config(cls, store, config) -> "Verdicts":
@@ -47,11 +48,15 @@ class Verdicts:
         return 1.0 - self.settings.level
 
     # ---- one cell --------------------------------------------------------------------------------
-    def interval(self, cell: "Cell") -> None:
+    def interval(self, cell: "Cell", info: MetricInfo | None = None) -> None:
         from tokbench.verdicts.engine import seed_interval
         from tokbench.verdicts.evidence import EvidenceError
 
         if cell.value is None:
+            return
+        if info is not None and info.exact:
+            cell.ci_low = cell.ci_high = float(cell.value)
+            cell.ci_method = "exact: a count, not an estimate from samples"
             return
         if cell.seed_values:
             found = seed_interval(cell.seed_values, self.settings.level)
@@ -66,11 +71,22 @@ class Verdicts:
             return
         cell.ci_low, cell.ci_high, cell.ci_method = float(found.low), float(found.high), found.method
 
-    def _compare(self, a: "Cell", b: "Cell"):
+    def _compare(self, a: "Cell", b: "Cell", info: MetricInfo):
+        """The test of ``a`` against ``b`` (memoised: a column asks for some pairs twice)."""
+        key = (id(a), id(b))
+        if key not in self._comparisons:
+            self._comparisons[key] = self._test(a, b, info)
+        return self._comparisons[key]
+
+    def _test(self, a: "Cell", b: "Cell", info: MetricInfo):
         from tokbench.stats import Comparison, Interval
         from tokbench.verdicts.engine import compare_seed_groups
         from tokbench.verdicts.evidence import EvidenceError
 
+        if info.exact:
+            difference = a.value - b.value
+            return Comparison(0.0 if difference else 1.0, difference, Interval(difference, difference, "exact"),
+                              "exact values: any difference is real")
         if a.seed_values and b.seed_values:
             return compare_seed_groups(a.seed_values, b.seed_values)
         if a.evidence and b.evidence and not a.seed_values and not b.seed_values:
@@ -90,7 +106,7 @@ class Verdicts:
 
         for cell in cells:
             if cell is not None:
-                self.interval(cell)
+                self.interval(cell, info)
         if info.higher_is_better is None:
             return
         contenders = [c for c in cells if c is not None and c.value is not None and not c.notes]
@@ -100,7 +116,7 @@ class Verdicts:
             contenders[0].tied_with_best, contenders[0].rank_range = True, (1, 1)
             return
         verdict = column_verdict([c.value for c in contenders], info.higher_is_better,
-                                 lambda i, j: self._compare(contenders[i], contenders[j]), alpha=self.alpha)
+                                 lambda i, j: self._compare(contenders[i], contenders[j], info), alpha=self.alpha)
         best = contenders[verdict.best]
         for index, cell in enumerate(contenders):
             cell.tied_with_best = bool(verdict.tied_with_best[index])
@@ -108,7 +124,7 @@ class Verdicts:
             p_value = verdict.p_vs_best[index]
             cell.p_vs_best = None if p_value is None or math.isnan(p_value) else float(p_value)
             if cell is not best:
-                cell.test = self._compare(cell, best).test
+                cell.test = self._compare(cell, best, info).test
 
     def annotate_table(self, columns: list["Column"], cells: dict, footnotes: dict[str, str], marks: Iterator[str]) -> None:
         """Footnote FID columns measured below 10,000 images."""

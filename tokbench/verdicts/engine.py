@@ -41,7 +41,7 @@ from tokbench.stats import (
     unpaired_bootstrap_comparison,
     wilson_interval,
 )
-from tokbench.verdicts.evidence import EvidenceError, load_array
+from tokbench.verdicts.evidence import EvidenceError, array_length, load_array
 
 #: bump when the replicates of the same evidence and settings would change
 REPLICATES_VERSION = "verdict-replicates-v1"
@@ -102,7 +102,7 @@ class VerdictEngine:
                 items = np.where(np.isinf(items), float(spec["inf_as"]), items)
             n = len(items)
         else:
-            n = int(self._array(spec["features"]).shape[0])
+            n = array_length(self.store, spec["features"])
         replicates = self._replicates(spec, settings, items)
         material = Material(float(value), replicates, n, kind, bool(spec.get("paired", True)), items)
         self._materials[cache_key] = material
@@ -111,7 +111,8 @@ class VerdictEngine:
     def _replicates(self, spec: dict[str, Any], settings: BootstrapSettings, items: np.ndarray | None) -> np.ndarray:
         if spec["kind"] in ("mean", "proportion"):  # cheap: no need to store
             return mean_replicates(items, settings)
-        key = content_key({"kind": REPLICATES_VERSION, "spec": spec, "settings": [settings.level, settings.resamples, settings.seed]})
+        # the level only reads the replicates: changing it reuses them
+        key = content_key({"kind": REPLICATES_VERSION, "spec": spec, "settings": [settings.resamples, settings.seed]})
 
         def produce(out) -> None:
             features = np.asarray(self._array(spec["features"]), dtype=np.float64)
@@ -145,6 +146,25 @@ class VerdictEngine:
         if paired:
             return paired_bootstrap_comparison(first.value, first.replicates, second.value, second.replicates, self.settings)
         return unpaired_bootstrap_comparison(first.value, first.replicates, second.value, second.replicates, self.settings)
+
+
+def precompute(store, evidence: dict[str, Any] | None, metrics: dict[str, Any], settings: BootstrapSettings) -> list[str]:
+    """Draw (and store) the bootstrap replicates of every metric of one result, so the report only
+    reads them. Called by the unit that measured the metrics, where the features were just
+    computed: on a cluster this runs in parallel on the compute nodes, not on the login node that
+    builds the leaderboard. Returns the metrics whose replicates could not be drawn (the report
+    will try again and say why)."""
+    engine = VerdictEngine(store, settings)
+    failed = []
+    for name, spec in (evidence or {}).items():
+        value = metrics.get(name)
+        if value is None:
+            continue
+        try:
+            engine.material(spec, float(value))
+        except (EvidenceError, OSError, ValueError) as error:
+            failed.append(f"{name}: {error}")
+    return failed
 
 
 def seed_interval(values: list[float], level: float) -> Interval:

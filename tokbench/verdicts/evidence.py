@@ -54,17 +54,27 @@ class EvidenceError(Exception):
     """The store no longer holds what a record's evidence points to."""
 
 
-def load_array(store, ptr: dict[str, Any]) -> np.ndarray:
-    """The array a pointer names (shards concatenated)."""
+def _files(store, ptr: dict[str, Any]) -> list[Path]:
     key, file, shards = ptr["artifact"], ptr["file"], ptr.get("shards")
     if not store.has(key):
         raise EvidenceError(f"artifact {key} ({file}) is not in the store at {store.root}")
     base: Path = store.object_dir(key)
     if shards is None:
-        return np.load(base / file)
+        return [base / file]
     from tokbench.store import ShardedArtifact
 
-    return np.concatenate([np.load(base / ShardedArtifact.shard_name(i) / file) for i in range(int(shards))])
+    return [base / ShardedArtifact.shard_name(i) / file for i in range(int(shards))]
+
+
+def load_array(store, ptr: dict[str, Any]) -> np.ndarray:
+    """The array a pointer names (shards concatenated)."""
+    files = _files(store, ptr)
+    return np.load(files[0]) if len(files) == 1 else np.concatenate([np.load(f) for f in files])
+
+
+def array_length(store, ptr: dict[str, Any]) -> int:
+    """The number of rows (items) of the array a pointer names, without reading it."""
+    return sum(int(np.load(f, mmap_mode="r").shape[0]) for f in _files(store, ptr))
 
 
 def save_correctness(build, key_inputs: Any, arrays: dict[str, np.ndarray], label: str) -> dict[str, Any]:
