@@ -68,7 +68,7 @@ def test_analytic_flops_match_flop_counter(name, channels, size):
         model(x, torch.zeros(2, device=device), torch.zeros(2, dtype=torch.long, device=device))
     assert counter.get_total_flops() == pytest.approx(2 * forward_flops(config), rel=0.02)
     assert training_flops_per_image(config) == 3 * forward_flops(config)
-    assert sampling_flops_per_image(config, 249, cfg=True) == 2 * 249 * forward_flops(config)
+    assert sampling_flops_per_image(config, 2 * 249) == 2 * 249 * forward_flops(config)
 
 
 def test_budget_to_steps():
@@ -76,8 +76,8 @@ def test_budget_to_steps():
     per_step = training_flops_per_image(config) * 1024
     assert steps_for_budget(config, 100_000 * per_step, 1024) == 100_000
     assert per_step * 100_000 == pytest.approx(7.29e19, rel=0.01)  # "80 epochs" of XL/1 (spec §11)
-    with pytest.raises(ValueError, match="less than one step"):
-        steps_for_budget(config, per_step / 2, 1024)
+    with pytest.raises(ValueError, match="less than half a step"):
+        steps_for_budget(config, per_step / 3, 1024)
 
 
 def test_sincos_table_is_the_dit_layout():

@@ -12,7 +12,8 @@ from tokbench.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
 from tokbench.store import Store
 from tokbench.tasks.base import TaskContext
-from tokbench.tasks.generation import GenerationTask, _patch_size
+from tokbench.errors import TokbenchError
+from tokbench.tasks.generation import GenerationTask
 from tokbench.tasks.generation_params import GenerationParams
 from tokbench.tokenizers.resample import ResampleParams, build_resample
 
@@ -40,12 +41,24 @@ def test_equal_flops_generation_for_two_latent_shapes(tmp_path):
     # p = 2 projects 4x the channels in and out, so its steps are fewer; the compute is the same
     assert f4.details["steps"] > f2.details["steps"] > 50
     flops = f4.details["generator_training_flops"], f2.details["generator_training_flops"]
-    assert abs(flops[0] - flops[1]) / max(flops) < 0.01 and max(flops) <= 2.0e10
+    assert abs(flops[0] - flops[1]) / max(flops) < 0.01
     for output in (f4, f2):
         assert output.metrics["gfid"] > 0 and 0 <= output.metrics["precision"] <= 1 and 0 <= output.metrics["recall"] <= 1
         assert output.metrics["inception_score"] is None and "logits" in output.unavailable["inception_score"]
         assert output.details["noise"]["lightningdit"]["timestep_shift"] > 0
         assert output.details["sampling"]["cfg_channels"] == "all"
+    for output in (f4, f2):  # counted: 4 Euler steps, no guidance; resample decodes by interpolation (0 FLOPs)
+        sampling = output.details["sampling"]
+        assert sampling["nfe"] == sampling["nfe_max"] == 4 and sampling["nfe_unconditional"] == 0
+        assert output.details["sampling_flops_per_image"] == 4 * output.details["forward_flops"]
+        assert output.details["decode_flops_per_image"] == 0 and output.details["tokenizer_cost"]["resolution"] == 16
+        assert output.metrics["total_gflops_per_image"] == pytest.approx(output.details["sampling_flops_per_image"] / 1e9)
+        assert output.metrics["nfe"] == 4
+        # the nearest whole step: within half a step of the budget
+        per_step = 3 * output.details["forward_flops"] * 16
+        assert abs(output.details["generator_training_flops"] - 2.0e10) <= per_step / 2
+        assert output.metrics["training_budget_used"] == pytest.approx(output.details["generator_training_flops"] / 2.0e10)
+        assert "footnote" not in output.details
     assert f4.evaluator == f2.evaluator  # one column: the same protocol, Inception and reference
     samples = np.load(store.path(f4.artifacts[2]) / "samples.npz")
     assert samples["arr_0"].shape == (24, 16, 16, 3) and samples["arr_0"].dtype == np.uint8
@@ -55,11 +68,18 @@ def test_equal_flops_generation_for_two_latent_shapes(tmp_path):
     again, _ = run(tmp_path / "store", 4)
     assert len(store.commits()) == commits  # latents, generator, samples and references all reused
     assert again.metrics == f4.metrics
+    assert again.details["sampling"] == f4.details["sampling"]  # the counted NFE comes back with the cached samples
 
 
-def test_patch_sizes_for_token_targets():
-    assert _patch_size(16, 256) == 1 and _patch_size(32, 256) == 2 and _patch_size(8, 256) == 1
-    assert _patch_size(16, 64) == 2 and _patch_size(12, 16) == 3
+@pytest.mark.parametrize("overrides, message", [
+    (dict(target_tokens=9), "'f2' has a 3x8x8 latent grid, which gives no patch size with exactly target_tokens=9 tokens; "
+                            "possible: 64 (patch 1), 16 (patch 2), 4 (patch 4), 1 (patch 8)"),
+    (dict(batch_size=64), "has 48 images, fewer than batch_size 64"),
+])
+def test_inexact_tokens_or_a_too_large_batch_fail_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(TokbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run(tmp_path / "store", 2, **overrides)
+    assert not Store(tmp_path / "store").commits()  # nothing extracted, nothing trained
 
 
 def test_params_need_a_budget_or_steps():

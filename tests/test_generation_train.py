@@ -82,3 +82,19 @@ def test_latent_statistics_match_torch():
     assert mean.shape == std.shape == (1, 3, 1, 1)
     torch.testing.assert_close(mean, latents.mean(dim=(0, 2, 3), keepdim=True))
     torch.testing.assert_close(std, latents.std(dim=(0, 2, 3), keepdim=True, unbiased=True))
+
+
+def test_batch_larger_than_the_data_is_an_error_not_a_silent_shrink():
+    with pytest.raises(ValueError, match="batch_size 64 is larger than the 48 training latents"):
+        trainer(batch_size=64)
+
+
+def test_activation_checkpointing_changes_no_weight():
+    """Why it stays out of the result key: recomputing each block's forward in the backward pass
+    gives bit-identical weights (CPU, fp32), so it is an execution setting only."""
+    plain, checkpointed = trainer(steps=4), trainer(steps=4, activation_checkpointing=True)
+    plain.fit(log_every=1)
+    checkpointed.fit(log_every=1)
+    assert checkpointed.model.gradient_checkpointing and not plain.model.gradient_checkpointing
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(value, checkpointed.model.state_dict()[name]), name

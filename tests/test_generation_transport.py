@@ -79,7 +79,8 @@ def test_solvers_on_dx_dt_equals_x():
     assert abs(float(result[0, 0]) - exact) < 1e-6 and evaluations < 200
 
 
-def test_euler_follows_the_shifted_grid():
+def test_euler_and_heun_follow_the_shifted_grid():
+    """Euler: one evaluation per step; Heun: 2S - 1, its last step an Euler step (no evaluation at t = 1)."""
     calls = []
 
     def velocity(x, t):
@@ -89,6 +90,10 @@ def test_euler_follows_the_shifted_grid():
     grid = NoiseSchedule(sample_shift=1.2).grid(10)
     sample_ode(velocity, torch.zeros(1, 1), grid)
     assert calls == pytest.approx(grid[:-1].tolist())
+    calls.clear()
+    sample_ode(velocity, torch.zeros(1, 1), grid, "heun")
+    inner = [float(t) for t in grid[1:-1] for _ in range(2)]  # each inner point: one step's corrector, the next's start
+    assert len(calls) == 2 * 10 - 1 and calls == pytest.approx([float(grid[0]), *inner]) and 1.0 not in calls
 
 
 class CountingModel:
@@ -110,9 +115,12 @@ def test_guidance_all_channels_legacy3_interval_and_no_guidance():
     legacy = guided(model, labels, 1000, 4.0, channels="legacy3")(x, torch.full((2,), 0.5))
     torch.testing.assert_close(legacy[:, :3], all_channels[:, :3])
     torch.testing.assert_close(legacy[:, 3:], cond[:, 3:])  # the released code leaves the rest conditional
+    model.batches.clear()
     early = guided(model, labels, 1000, 4.0, interval_start=0.6)(x, torch.full((2,), 0.5))
     torch.testing.assert_close(early, cond)  # high noise (t < start): conditional only
+    assert model.batches == [2]  # ... and the unconditional half is not evaluated
     model.batches.clear()
     plain = guided(model, labels, 1000, 1.0)(x, torch.full((2,), 0.5))
     torch.testing.assert_close(plain, cond)
     assert model.batches == [2]  # scale 1: no unconditional half is computed
+

@@ -204,3 +204,40 @@ def test_no_tf32_restores_flags() -> None:
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@needs_fid_helper
+def test_inception_score_with_full_weights_matches_torch_fidelity(cache_dir: Path, tmp_path: Path) -> None:
+    """torch-fidelity's weights file layout with a logits layer (the real convs, a random but finite
+    fc: the release file cannot be downloaded here): the extractor gives logits in its feature pass,
+    and the Inception Score equals torch-fidelity's own ``isc`` on the same images."""
+    import torch_fidelity
+
+    state = torch.load(inception.converted_weights_path(_fid_helper_file(), cache_dir), weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    state["fc.weight"] = torch.randn(state["fc.weight"].shape, generator=generator) * 0.05
+    state["fc.bias"] = torch.randn(state["fc.bias"].shape, generator=generator)
+    pth = tmp_path / inception.TORCH_FIDELITY_FILENAME
+    torch.save(state, pth)
+    full = inception.load_fid_extractor(weights=pth)
+    assert full.has_logits and full.identity["logits"] is True
+    images = structured_images(20, 32, 32, seed=5)
+    features, logits = full.features_and_logits(images)
+    assert torch.equal(features, full(images)) and logits.shape == (20, 1008)
+    mean, std = inception.inception_score(logits)
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return images[index]
+
+    reference = torch_fidelity.calculate_metrics(input1=Images(), isc=True, cuda=False, verbose=False, cache=False, save_cpu_ram=True,
+                                                 feature_extractor_weights_path=str(pth), batch_size=10)
+    print(f"IS {mean:.6f} ± {std:.6f}; torch-fidelity {reference['inception_score_mean']:.6f}")
+    assert mean > 1.05  # not the degenerate score of identical predictions
+    assert mean == pytest.approx(reference["inception_score_mean"], rel=1e-5)
+    assert std == pytest.approx(reference["inception_score_std"], rel=1e-4, abs=1e-6)
+    with pytest.raises(ValueError, match="10 splits"):
+        inception.inception_score(logits[:5])

@@ -7,7 +7,8 @@ MACs_fwd = N·C·p²·D                                  patch embedding
          + 256·D + D²                                timestep MLP
 (label lookup, norms, activations and softmax are not matmuls and are not counted; FLOPs = 2 × MACs,
 as ``torch.utils.flop_counter`` counts). Training costs 3 forwards per image and step (forward +
-backward), whatever CFG does at sampling time.
+backward), whatever CFG does at sampling time; sampling costs one forward per counted network
+evaluation (``sampling_flops_per_image``).
 """
 
 from __future__ import annotations
@@ -37,19 +38,24 @@ def forward_flops(config: Any) -> int:
 
 
 def training_flops_per_image(config: Any) -> int:
-    """Forward + backward ≈ 3 forwards (gradient checkpointing re-runs a forward but adds no model FLOPs)."""
+    """Forward + backward = 3 forwards per training image. This is what the FLOP budget counts;
+    not counted: the optimizer update and the EMA (elementwise, O(parameters) per step, not per
+    image), activation checkpointing's recomputed forward (an implementation choice), and the
+    tokenizer's encoding of the training set (done once, cached, reported separately)."""
     return 3 * forward_flops(config)
 
 
-def sampling_flops_per_image(config: Any, steps: int, cfg: bool) -> int:
-    """Each ODE step evaluates the model once per image (twice with classifier-free guidance)."""
-    return steps * (2 if cfg else 1) * forward_flops(config)
+def sampling_flops_per_image(config: Any, nfe: float) -> float:
+    """FLOPs of sampling one image: ``nfe`` (network evaluations per image, counted while sampling,
+    both halves of guidance included) forward passes."""
+    return nfe * forward_flops(config)
 
 
 def steps_for_budget(config: Any, budget_flops: float, batch_size: int) -> int:
-    """Optimizer steps that spend ``budget_flops`` of training compute at ``batch_size``."""
+    """Optimizer steps that spend ``budget_flops`` of training compute at ``batch_size``: the
+    nearest whole step (the achieved FLOPs differ from the budget by at most half a step; record both)."""
     per_step = training_flops_per_image(config) * batch_size
-    steps = int(budget_flops // per_step)
+    steps = int(budget_flops / per_step + 0.5)
     if steps < 1:
-        raise ValueError(f"a FLOP budget of {budget_flops:.3g} is less than one step ({per_step:.3g} FLOPs) of this model")
+        raise ValueError(f"a FLOP budget of {budget_flops:.3g} is less than half a step ({per_step:.3g} FLOPs) of this model")
     return steps

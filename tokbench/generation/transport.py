@@ -71,21 +71,41 @@ def flow_loss(prediction: torch.Tensor, target: torch.Tensor, cosine: bool = Tru
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t batch) -> v
 
 
+class CountedModel:
+    """The network, counting the images it evaluates: every row of every call is one network
+    evaluation of one image; rows labelled ``null_label`` are the unconditional half of guidance.
+    ``nfe`` (evaluations per image) is what the sampling FLOPs are computed from."""
+
+    def __init__(self, model: Callable[..., torch.Tensor], null_label: int):
+        self.model, self.null_label = model, null_label
+        self.conditional = 0
+        self.unconditional = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
+        unconditional = int((labels == self.null_label).sum())
+        self.unconditional += unconditional
+        self.conditional += len(labels) - unconditional
+        return self.model(x, t, labels, **kwargs)
+
+    @property
+    def evaluations(self) -> int:
+        return self.conditional + self.unconditional
+
+
 def guided(model: Callable[..., torch.Tensor], labels: torch.Tensor, null_label: int, scale: float,
            interval_start: float = 0.0, channels: Literal["all", "legacy3"] = "all") -> Velocity:
     """Classifier-free guidance: v = v_uncond + scale·(v_cond − v_uncond), the conditional and
     unconditional halves in one batch. Below ``interval_start`` (high noise) the conditional
-    prediction is used alone. ``legacy3`` guides only the first 3 channels, as the released
-    LightningDiT / VTP sampling code does (to reproduce published numbers only)."""
+    model runs alone (the unconditional half is not evaluated). ``legacy3`` guides only the
+    first 3 channels, as the released LightningDiT / VTP sampling code does (to reproduce
+    published numbers only)."""
     null = torch.full_like(labels, null_label)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if scale == 1.0:  # no guidance: the conditional model alone, no unconditional half
+        if scale == 1.0 or float(t[0]) < interval_start:  # no guidance here: no unconditional half
             return model(x, t, labels)
         out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
         cond, uncond = out.chunk(2)
-        if float(t[0]) < interval_start:
-            return cond
         mixed = uncond + scale * (cond - uncond)
         if channels == "legacy3":
             return torch.cat([mixed[:, :3], cond[:, 3:]], dim=1)
@@ -96,23 +116,42 @@ def guided(model: Callable[..., torch.Tensor], labels: torch.Tensor, null_label:
 
 def sample_ode(velocity: Velocity, noise: torch.Tensor, grid: torch.Tensor,
                method: Literal["euler", "heun"] = "euler") -> torch.Tensor:
-    """Integrate dx/dt = v(x, t) from t = grid[0] to grid[-1] on the given grid.
+    """Integrate dx/dt = v(x, t) from t = grid[0] to grid[-1] on the given grid (S = len(grid) − 1 steps).
 
-    ``euler``: one evaluation per step (LightningDiT's default: 250 grid points, 249 steps);
-    ``heun``: the trapezoidal corrector, two evaluations per step (one on the last step)."""
+    ``euler``: one evaluation per step, S in all (LightningDiT's default: 250 grid points, 249 steps);
+    ``heun``: the trapezoidal corrector on every step but the last, which is an Euler step (as EDM's
+    sampler: no evaluation at the data end t = 1), 2S − 1 evaluations in all."""
     x = noise
     batch = noise.shape[0]
-    for i in range(len(grid) - 1):
+    steps = len(grid) - 1
+    for i in range(steps):
         t, t_next = float(grid[i]), float(grid[i + 1])
         dt = t_next - t
         v = velocity(x, torch.full((batch,), t, device=x.device))
-        if method == "euler":
+        if method == "euler" or i == steps - 1:
             x = x + dt * v
         else:
             guess = x + dt * v
             v_next = velocity(guess, torch.full((batch,), t_next, device=x.device))
             x = x + dt * 0.5 * (v + v_next)
     return x
+
+
+def sample_latents(model: Callable[..., torch.Tensor], noise: torch.Tensor, labels: torch.Tensor, null_label: int,
+                   grid: torch.Tensor, sampler: Literal["euler", "heun", "adaptive"] = "euler", cfg_scale: float = 1.0,
+                   interval_start: float = 0.0, channels: Literal["all", "legacy3"] = "all") -> tuple[torch.Tensor, dict[str, float]]:
+    """Sample one batch from ``noise`` (t = 0) to data (t = 1) with optional guidance; returns the
+    latents and the network evaluations counted per image: ``nfe`` (all), ``nfe_conditional``
+    and ``nfe_unconditional`` (the two halves of guidance). ``grid`` is unused by ``adaptive``."""
+    counted = CountedModel(model, null_label)
+    velocity = guided(counted, labels, null_label, cfg_scale, interval_start, channels)
+    if sampler == "adaptive":
+        latents, _ = sample_adaptive(velocity, noise)
+    else:
+        latents = sample_ode(velocity, noise, grid, sampler)
+    n = len(labels)
+    return latents, {"nfe": counted.evaluations / n, "nfe_conditional": counted.conditional / n,
+                     "nfe_unconditional": counted.unconditional / n}
 
 
 # Dormand-Prince 5(4) (dopri5), the adaptive solver LightningDiT's small-scale studies use
@@ -127,8 +166,8 @@ _B4 = [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 
 
 def sample_adaptive(velocity: Velocity, noise: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
                     atol: float = 1e-6, rtol: float = 1e-3, max_steps: int = 10_000) -> tuple[torch.Tensor, int]:
-    """Adaptive Dormand-Prince 5(4) from t0 to t1 (error norm over the whole batch, as torchdiffeq);
-    returns the result and the number of model evaluations."""
+    """Adaptive Dormand-Prince 5(4) from t0 to t1 (error norm over the whole batch, as torchdiffeq, so
+    the steps depend on the batch); returns the result and the number of calls of ``velocity``."""
     x, t, evaluations = noise, t0, 0
     batch = noise.shape[0]
     h = (t1 - t0) / 100

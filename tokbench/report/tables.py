@@ -315,6 +315,10 @@ def build_table(frame, spec: TableSpec, allow_mixing: bool = False, verdicts: "V
                 cell.evidence = evidence if isinstance(evidence, str) else None
             if (protocol, evaluator) in odd_marks:
                 cell.notes.append(odd_marks[(protocol, evaluator)])
+            for note in dict.fromkeys(n for n in group["footnote"] if isinstance(n, str)):  # the result's own caveat
+                mark = next((m for m, text in footnotes.items() if text == note), None) or next(marks)
+                footnotes[mark] = note
+                cell.notes.append(mark)
             key = (rows.index(row_label), index)
             if key in cells:  # the same row under two protocols: keep the column's own, note the other
                 if not cell.notes:

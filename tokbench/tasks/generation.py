@@ -1,37 +1,51 @@
 """Equal-FLOPs generation: train LightningDiT on each tokenizer's latents for the same compute,
 sample, and score the decoded samples (gFID, precision/recall).
 
-Protocol ``gfid-v1``:
+Protocol ``gfid-v2`` (v1 took the nearest token count silently and derived the sampling FLOPs
+from the settings):
 1. The training dataset is encoded once into the store (latents and horizontal-flip copies,
    float32, sharded and resumable), and its per-channel statistics standardise the latents
    (LightningDiT's ``latents_stats``), unless the task says otherwise.
-2. The patch size makes every tokenizer's latent the same number of tokens
-   (``target_tokens``); the steps follow from the FLOP budget through the analytic count
-   (equal to FlopCounterMode), so generators of different tokenizers spend the same
-   training compute up to their input/output projections (recorded).
+2. The patch size makes every tokenizer's latent exactly ``target_tokens`` tokens (a run whose
+   latent grid cannot fails before training, unless ``token_match: nearest``); the steps are the
+   nearest whole number that spends the FLOP budget through the analytic count (equal to
+   FlopCounterMode), so generators of different tokenizers spend the same training compute up
+   to their input/output projections and half a step (achieved and budgeted FLOPs recorded).
 3. Training: LightningDiT's recipe (``tokbench.generation.train``); interrupted training
    resumes from ``partial/`` in the store; the EMA weights are kept as an artifact in the
    official checkpoint layout.
 4. Sampling: class-balanced labels (or uniform), seeded noise, Euler/Heun/adaptive ODE with
-   the sampling shift, optional classifier-free guidance; samples are decoded by the
+   the sampling shift, optional classifier-free guidance; the network evaluations are counted
+   while sampling (``sampling.nfe``, stored with the samples); samples are decoded by the
    tokenizer, quantised to uint8 (round) and stored as an ADM-evaluator ``.npz`` (``arr_0``).
+   The cost per generated image is ``nfe`` x forward FLOPs + the tokenizer's decode FLOPs.
 5. gFID against the evaluation dataset's images (the same FID Inception and the same cached
-   reference features as rFID); improved precision/recall with k = 3.
+   reference features as rFID); improved precision/recall with k = 3; Inception Score (10
+   splits) when the FID weights have torch-fidelity's logits layer.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from tokbench.errors import TokbenchError
 from tokbench.tasks.base import Task, TaskContext, TaskOutput
 from tokbench.tasks.fid_reference import UsesFIDWeights
-from tokbench.tasks.generation_params import GenerationParams
+from tokbench.tasks.generation_params import GenerationParams, patch_for_tokens
+
+#: the network evaluations counted while sampling, stored next to the samples
+SAMPLING_FILE = "sampling.json"
+TRAINING_FLOPS_COUNTS = (
+    "generator forward + backward (3 forwards) per training image and step; not counted: the optimizer and EMA "
+    "updates (elementwise, per step), activation checkpointing's recomputed forward, and the tokenizer's encoding "
+    "of the training set with flips (done once, cached; its cost per image is tokenizer_cost)"
+)
 
 
 class GenerationTask(UsesFIDWeights, Task):
-    protocol_version = "gfid-v1"
+    protocol_version = "gfid-v2"
     execution_params = frozenset({"compile", "activation_checkpointing", "fused_optimizer"})
     params: GenerationParams
 
@@ -48,7 +62,7 @@ class GenerationTask(UsesFIDWeights, Task):
 
         import torch
 
-        from tokbench.generation.flops import forward_flops, training_flops_per_image
+        from tokbench.generation.flops import forward_flops, sampling_flops_per_image, steps_for_budget, training_flops_per_image
         from tokbench.generation.transport import NoiseSchedule, default_noise_shift
         from tokbench.hashing import state_dict_fingerprint
         from tokbench.timing import phase
@@ -63,10 +77,16 @@ class GenerationTask(UsesFIDWeights, Task):
                 f"train dataset {ctx.train_dataset_name!r} is {train.resolution}px but the reference {ctx.dataset_name!r} "
                 f"is {reference.resolution}px; samples are decoded at the training resolution, so use the same"
             )
+        if len(train) < params.batch_size:
+            raise TokbenchError(
+                f"train dataset {ctx.train_dataset_name!r} has {len(train)} images, fewer than batch_size {params.batch_size}; "
+                f"set batch_size to at most {len(train)} (the batch is never shrunk silently)"
+            )
         tokenizer = ctx.tokenizer
         spec = tokenizer.latent_spec(train.resolution)
         if spec.height != spec.width:
             raise TokbenchError(f"LightningDiT needs square latents; {ctx.tokenizer_name} gives {spec.height}x{spec.width}")
+        patch = patch_for_tokens(ctx.tokenizer_name, spec.channels, spec.height, params.target_tokens, params.token_match)
         started = time.time()
 
         # 1. latents (+ flip copies), extracted once into the store
@@ -84,16 +104,10 @@ class GenerationTask(UsesFIDWeights, Task):
         # 2. generator size, patch and steps from the budget
         from tokbench.generation.model import dit_config
 
-        patch = _patch_size(spec.height, params.target_tokens)
         config = dit_config(f"{params.model}/{patch}", spec.channels, input_size=spec.height, num_classes=train.num_classes,
                             class_dropout_prob=params.class_dropout)
-        batch = min(params.batch_size, count)
-        if params.steps is not None:
-            steps = params.steps
-        else:
-            from tokbench.generation.flops import steps_for_budget
-
-            steps = steps_for_budget(config, params.training_flops, batch)
+        batch = params.batch_size
+        steps = params.steps if params.steps is not None else steps_for_budget(config, params.training_flops, batch)
         shifts = {
             "train": default_noise_shift(*spec.shape) if params.train_shift == "auto" else float(params.train_shift),
             "sample": default_noise_shift(*spec.shape) if params.sample_shift == "auto" else float(params.sample_shift),
@@ -136,7 +150,10 @@ class GenerationTask(UsesFIDWeights, Task):
                            "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
                            params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
                            "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
-                           "version": 1}
+                           # 2: counted evaluations stored; heun's last step is Euler; no unconditional half outside the interval
+                           "version": 2}
+        if params.sampler == "adaptive":  # its step control reads the whole batch's error
+            sampling_inputs["batch"] = params.sample_batch_size
         def sample(out) -> None:
             with phase("sampling", f"{params.num_samples} samples, {params.sample_steps} steps"):
                 self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
@@ -144,10 +161,24 @@ class GenerationTask(UsesFIDWeights, Task):
         samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
                                        label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
 
-        # 5. metrics
+        counted = json.loads((samples_dir / SAMPLING_FILE).read_text())
+
+        # 5. metrics, and the cost of each generated image (sampling + the tokenizer's decoding)
+        from tokbench.tokenizers.cost import measure_cost
+
         with phase("scoring"):
-            metrics, unavailable, evaluator = self._score(ctx, samples_dir)
-        samples_per_image = params.sample_steps * (2 if params.cfg_scale > 1 else 1)
+            metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
+        cost = measure_cost(tokenizer, train.resolution)
+        sampling_flops = sampling_flops_per_image(config, counted["nfe"])
+        training_flops = float(training_flops_per_image(config) * batch * steps)
+        metrics["total_gflops_per_image"] = (sampling_flops + cost.decode_flops_per_image) / 1e9
+        metrics["nfe"] = counted["nfe"]
+        if params.training_flops is not None:
+            metrics["training_budget_used"] = training_flops / params.training_flops
+        details_extra: dict[str, Any] = {"evidence": evidence}
+        if config.tokens != params.target_tokens:
+            details_extra["footnote"] = (f"{ctx.tokenizer_name}: {config.tokens} tokens, not the target {params.target_tokens} "
+                                         f"(token_match: nearest; its latent grid is {spec.height}x{spec.width})")
         return TaskOutput(
             metrics=metrics,
             unavailable=unavailable,
@@ -158,18 +189,24 @@ class GenerationTask(UsesFIDWeights, Task):
                 "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
                           "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
                 "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
-                             "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels},
+                             "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels,
+                             **counted},
                 "generator": {"model": f"LightningDiT-{params.model}/{patch}", **config.to_dict()},
-                "tokens": config.tokens,
+                "tokens": config.tokens, "target_tokens": params.target_tokens, "token_match": params.token_match,
                 "forward_flops": forward_flops(config),
-                "generator_training_flops": float(training_flops_per_image(config) * batch * steps),
+                "generator_training_flops": training_flops,
                 "training_flops_budget": params.training_flops,
+                "training_flops_counts": TRAINING_FLOPS_COUNTS,
                 "steps": steps, "batch_size": batch,
                 "epochs": steps * batch / count,
-                "sampling_flops_per_image": float(samples_per_image * forward_flops(config)),
+                "sampling_flops_per_image": sampling_flops,
+                "decode_flops_per_image": cost.decode_flops_per_image,
+                "total_flops_per_image": sampling_flops + cost.decode_flops_per_image,
+                "tokenizer_cost": cost.to_dict(),
                 "train_images": count,
                 "seconds": time.time() - started,
                 "gpu_hours": (time.time() - started) / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
+                **details_extra,
             },
         )
 
@@ -198,7 +235,7 @@ class GenerationTask(UsesFIDWeights, Task):
         import torch
 
         from tokbench.generation.checkpoint import load_lightningdit
-        from tokbench.generation.transport import guided, sample_adaptive, sample_ode
+        from tokbench.generation.transport import sample_latents
         from tokbench.metrics.image_quality import to_uint8
 
         params, device = self.params, torch.device(ctx.build.device)
@@ -214,27 +251,24 @@ class GenerationTask(UsesFIDWeights, Task):
             labels = torch.randint(0, num_classes, (params.num_samples,), generator=generator)
         config = model.config
         grid = noise.grid(params.sample_steps)
-        images = []
+        images, counts = [], []
         for start in ctx.build.track(range(0, params.num_samples, params.sample_batch_size), desc=f"sample {ctx.tokenizer_name}"):
             y = labels[start : start + params.sample_batch_size].to(device)
             x = torch.randn(len(y), config.in_channels, config.input_size, config.input_size, generator=generator).to(device)
-            velocity = guided(forward, y, config.num_classes, params.cfg_scale, params.cfg_interval_start, params.cfg_channels)
             with torch.no_grad():
                 with autocast:  # the network in bf16; the ODE state stays fp32
-                    if params.sampler == "adaptive":
-                        z, _ = sample_adaptive(velocity, x)
-                    else:
-                        z = sample_ode(velocity, x, grid, params.sampler)
+                    z, count = sample_latents(forward, x, y, config.num_classes, grid, params.sampler, params.cfg_scale,
+                                              params.cfg_interval_start, params.cfg_channels)
+                counts.append((len(y), count))
                 z = z.float()
                 decoded = ctx.tokenizer.decode((z * std.to(device) + mean.to(device)).to(ctx.tokenizer.dtype)).float()
             images.append(to_uint8(decoded, rounding="round").permute(0, 2, 3, 1).cpu().numpy())
         from tokbench.report.plots import SAMPLES_FILE
 
         np.savez(out / SAMPLES_FILE, arr_0=np.concatenate(images), labels=labels.numpy())
+        (out / SAMPLING_FILE).write_text(json.dumps(nfe_summary(counts), indent=1))
 
     def _score(self, ctx, samples_dir):
-        import importlib.metadata
-
         import numpy as np
         import torch
 
@@ -246,28 +280,36 @@ class GenerationTask(UsesFIDWeights, Task):
 
         params = self.params
         extractor = load_fid_extractor(str(self.fid_weights()), device=ctx.build.device)
+        reference_key = None
         if params.reference_batch is not None:
             reference, reference_stats, reference_name = self._reference_batch(ctx, extractor)
         else:
-            reference = reference_features(ctx, extractor, params.num_reference, params.shard_size, params.extract_batch_size)[0]
+            reference, reference_key = reference_features(ctx, extractor, params.num_reference, params.shard_size,
+                                                          params.extract_batch_size)
             reference_stats, reference_name = feature_statistics(reference), ctx.dataset_name
         with np.load(samples_dir / SAMPLES_FILE) as data:
             samples = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).contiguous()
-        features = torch.cat([extractor(chunk) for chunk in samples.split(params.extract_batch_size)]).numpy()
+        wanted = set(params.metrics)
+        with_logits = "inception_score" in wanted and extractor.has_logits
+        passes = [extractor.features_and_logits(chunk, logits=with_logits) for chunk in samples.split(params.extract_batch_size)]
+        features = torch.cat([f for f, _ in passes]).numpy()
         metrics: dict[str, float | None] = {}
         unavailable: dict[str, str] = {}
-        wanted = set(params.metrics)
+        evidence, scored = self._evidence(ctx, samples_dir, extractor, features, reference, reference_key, wanted)
         if "gfid" in wanted:
             metrics["gfid"] = frechet_distance(*reference_stats, *feature_statistics(features))
-        if {"precision", "recall"} & wanted:
-            from tokbench.metrics.prdc import precision_recall
+        if "kid" in wanted:
+            from tokbench.stats import kid_estimate
 
-            precision, recall = precision_recall(reference, features)
-            if "precision" in wanted:
-                metrics["precision"] = precision
-            if "recall" in wanted:
-                metrics["recall"] = recall
-        if "inception_score" in wanted:
+            metrics["kid"] = kid_estimate(features, reference)
+        for name in ("precision", "recall"):  # the means of the stored per-sample manifold hits
+            if name in wanted:
+                metrics[name] = float(scored[name].mean())
+        if with_logits:
+            from tokbench.metrics.inception import IS_SHUFFLE_SEED, IS_SPLITS, inception_score
+
+            metrics["inception_score"], metrics["inception_score_std"] = inception_score(torch.cat([l for _, l in passes]))
+        elif "inception_score" in wanted:
             try:
                 extractor.logits(samples[:1])
             except MetricUnavailable as reason:
@@ -275,9 +317,46 @@ class GenerationTask(UsesFIDWeights, Task):
                 unavailable["inception_score"] = str(reason)
         evaluator = {"protocol": self.protocol_version, "fid": extractor.identity, "reference": reference_name,
                      "num_reference": int(len(reference)), "precision_recall_k": 3,
-                     "precision_recall": f"torch-fidelity {importlib.metadata.version('torch-fidelity')} prc_features_to_metric on Inception pool3",
+                     "precision_recall": "k-NN manifold hits on Inception pool3 (tokbench.metrics.manifold; equal to torch-fidelity's prc_features_to_metric)",
                      "rounding": "round"}
-        return metrics, unavailable, evaluator
+        if with_logits:
+            evaluator["inception_score"] = {"splits": IS_SPLITS, "shuffle_seed": IS_SHUFFLE_SEED, "logits": "logits_unbiased"}
+        evaluator["kid"] = {"estimator": "unbiased MMD^2 on all images (no subsets)", "kernel": "(x.y/d + 1)^3"}
+        return metrics, unavailable, evaluator, evidence
+
+    def _evidence(self, ctx, samples_dir, extractor, features, reference, reference_key, wanted):
+        """Store the generated samples' Inception features and per-sample precision/recall hits
+        beside their samples' key, and say where each metric's per-item data lives. Samples of
+        different rows are different draws: every test between rows is unpaired."""
+        import numpy as np
+
+        from tokbench.metrics.manifold import manifold_hits
+        from tokbench.verdicts.evidence import distance, per_item, pointer
+
+        scored: dict[str, np.ndarray] = {}
+
+        def produce(out) -> None:
+            np.save(out / "features.npy", np.asarray(features, dtype=np.float64))
+            if {"precision", "recall"} & wanted:
+                precision, recall = manifold_hits(reference, features, k=3)
+                np.save(out / "precision.npy", precision)
+                np.save(out / "recall.npy", recall)
+
+        directory = ctx.build.cached({"samples": samples_dir.name, "evaluator": extractor.identity,
+                                      "reference": reference_key or "reference-batch", "wanted": sorted(wanted)},
+                                     "generated-features", produce,
+                                     label=f"Inception features of {ctx.tokenizer_name}'s samples")
+        evidence: dict = {}
+        for name in ("precision", "recall"):
+            if name in wanted:
+                scored[name] = np.load(directory / f"{name}.npy")
+                evidence[name] = per_item("proportion", pointer(directory.name, f"{name}.npy"), paired=False)
+        if reference_key is not None:  # an ADM reference batch keeps no features in the store: no interval
+            reference_ptr = pointer(reference_key, "features.npy", -(-len(reference) // self.params.shard_size))
+            for name, kind in (("gfid", "frechet"), ("kid", "kid")):
+                if name in wanted:
+                    evidence[name] = distance(kind, pointer(directory.name, "features.npy"), reference_ptr, paired=False)
+        return evidence, scored
 
 
     def _reference_batch(self, ctx, extractor):
@@ -306,7 +385,9 @@ class GenerationTask(UsesFIDWeights, Task):
         return features, stats if stats is not None else feature_statistics(features), f"{path.name} (ADM reference batch)"
 
 
-def _patch_size(side: int, target_tokens: int) -> int:
-    """The patch (a divisor of ``side``) whose token count is nearest ``target_tokens``; ties: the smaller patch."""
-    divisors = [p for p in range(1, side + 1) if side % p == 0]
-    return min(divisors, key=lambda p: (abs((side // p) ** 2 - target_tokens), p))
+def nfe_summary(counts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """The counted evaluations of every (batch size, per-image counts) batch: means per image over all
+    samples, and the smallest and largest batch's ``nfe`` (they differ for the adaptive sampler only)."""
+    total = sum(size for size, _ in counts)
+    summary = {name: sum(size * count[name] for size, count in counts) / total for name in counts[0][1]}
+    return {**summary, "nfe_min": min(count["nfe"] for _, count in counts), "nfe_max": max(count["nfe"] for _, count in counts)}

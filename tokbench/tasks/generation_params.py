@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from tokbench.errors import MissingAssetError
+from tokbench.errors import MissingAssetError, TokbenchError
 
-GenerationMetric = Literal["gfid", "precision", "recall", "inception_score"]
+GenerationMetric = Literal["gfid", "kid", "precision", "recall", "inception_score"]
 
 
 class GenerationParams(BaseModel):
@@ -18,7 +18,11 @@ class GenerationParams(BaseModel):
     # ---- the generator and its compute ------------------------------------------------------
     model: Literal["micro", "tiny", "B", "L", "XL", "1p0B", "1p6B"] = Field("XL", description="LightningDiT size")
     target_tokens: PositiveInt = Field(
-        256, description="patch size per tokenizer so that every latent gives this many tokens (f16 at 256 px: p = 1)"
+        256, description="patch size per tokenizer so that every latent gives exactly this many tokens (f16 at 256 px: p = 1)"
+    )
+    token_match: Literal["exact", "nearest"] = Field(
+        "exact", description="exact: a tokenizer whose latent grid cannot give target_tokens fails before training; "
+        "nearest: the nearest count (recorded in details.tokens, footnoted in tables)"
     )
     training_flops: PositiveFloat | None = Field(
         None, description="the budget every tokenizer's generator spends (steps = budget / (3 x forward FLOPs x batch))"
@@ -62,7 +66,7 @@ class GenerationParams(BaseModel):
     sample_batch_size: PositiveInt = 64
 
     # ---- evaluation ----------------------------------------------------------------------------------
-    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["gfid", "precision", "recall", "inception_score"])
+    metrics: list[GenerationMetric] = Field(default_factory=lambda: ["gfid", "kid", "precision", "recall", "inception_score"])
     num_reference: PositiveInt | None = Field(None, description="reference images from the evaluation dataset (default: all)")
     extract_batch_size: PositiveInt = 64
     shard_size: PositiveInt = Field(1024, description="images per committed shard of latents / features")
@@ -84,3 +88,20 @@ class GenerationParams(BaseModel):
                 "(download it on a machine with internet and give its local path)"
             )
         return self
+
+
+def patch_for_tokens(tokenizer: str, channels: int, side: int, target_tokens: int,
+                     match: Literal["exact", "nearest"] = "exact") -> int:
+    """The patch size (a divisor of the latent ``side``) giving ``target_tokens`` tokens. ``exact``:
+    raise, naming the possible counts, when none does; ``nearest``: the nearest count (ties: the
+    smaller patch, i.e. more tokens)."""
+    patches = [p for p in range(1, side + 1) if side % p == 0]
+    best = min(patches, key=lambda p: (abs((side // p) ** 2 - target_tokens), p))
+    if match == "exact" and (side // best) ** 2 != target_tokens:
+        possible = ", ".join(f"{(side // p) ** 2} (patch {p})" for p in patches)
+        raise TokbenchError(
+            f"generation: tokenizer {tokenizer!r} has a {channels}x{side}x{side} latent grid, which gives no patch size "
+            f"with exactly target_tokens={target_tokens} tokens; possible: {possible}; change target_tokens or set "
+            "token_match: nearest"
+        )
+    return best
