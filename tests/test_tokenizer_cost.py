@@ -51,3 +51,19 @@ def test_a_tokenizer_without_weights_costs_zero_flops_stated(tmp_path):
     cost = measure_cost(tokenizer, 32)
     assert cost.encode_flops_per_image == 0 and cost.decode_flops_per_image == 0
     assert cost.decode_seconds_per_image > 0
+
+
+def test_reconstruction_records_the_tokenizers_cost(tmp_path):
+    from tokbench.data.shapes import ShapesDataset
+    from tokbench.tasks.base import TaskContext
+    from tokbench.tasks.reconstruction import ReconstructionTask
+    from tokbench.tasks.reconstruction_params import ReconstructionParams
+
+    build = BuildContext(store=Store(tmp_path), progress=False)
+    tokenizer = build_resample(ResampleParams(factor=2), build)
+    context = TaskContext(build=build, tokenizer=tokenizer, tokenizer_name="f2", tokenizer_fingerprint=tokenizer.fingerprint(),
+                          dataset=ShapesDataset(num_images=8, resolution=16), dataset_name="val", unit_key="k")
+    output = ReconstructionTask(ReconstructionParams(metrics=["psnr"], batch_size=8)).run(context)
+    assert output.metrics["encode_gflops"] == 0 and output.metrics["decode_gflops"] == 0  # interpolation counts 0
+    cost = output.details["tokenizer_cost"]
+    assert cost["resolution"] == 16 and cost["decode_seconds_per_image"] > 0 and "interpolation" in cost["counter"]
