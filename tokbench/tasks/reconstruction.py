@@ -71,7 +71,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
 
         store = ctx.build.store
         evaluator_id = evaluator.get("fid", {}).get("weights_sha256")
-        reference_feats = None
+        reference_feats = reference_key = None
         if extractor is not None:
             from tokbench.tasks.fid_reference import reference_features
 
@@ -97,7 +97,8 @@ class ReconstructionTask(UsesFIDWeights, Task):
             return np.concatenate([np.load(sharded.shard_dir(i) / f"{name}.npy") for i in range(len(shards))])
 
         results: dict[str, float | None] = {}
-        details_extra: dict[str, Any] = {}
+        details_extra: dict[str, Any] = {"evidence": self._evidence(recon.key, reference_key if extractor is not None else None,
+                                                                    len(shards), metrics, lpips_fn is not None)}
         if "psnr" in metrics:
             import torch
 
@@ -111,16 +112,23 @@ class ReconstructionTask(UsesFIDWeights, Task):
         if "lpips" in metrics:
             results["lpips"] = float(gather(recon, "lpips").mean()) if lpips_fn is not None else None
         if extractor is not None:
-            from tokbench.metrics.frechet import feature_statistics, frechet_distance, kernel_inception_distance
+            from tokbench.metrics.frechet import feature_statistics, frechet_distance
 
             ref_features, rec_features = reference_feats, gather(recon, "features")
             if "rfid" in metrics:
                 results["rfid"] = frechet_distance(*feature_statistics(ref_features), *feature_statistics(rec_features))
-            if "kid" in metrics:
-                subset = min(1000, count)
-                kid_mean, kid_std = kernel_inception_distance(ref_features, rec_features, subset_size=subset)
-                results["kid"] = float(kid_mean)
-                results["kid_std"] = float(kid_std)
+            if "kid" in metrics:  # unbiased at any N; its interval comes from the bootstrap (tokbench.verdicts)
+                from tokbench.stats import kid_estimate
+
+                results["kid"] = kid_estimate(rec_features, ref_features)
+                evaluator["kid"] = {"estimator": "unbiased MMD^2 on all images (no subsets)", "kernel": "(x.y/d + 1)^3"}
+        # the tokenizer's own cost per image at this resolution (FLOPs comparable; seconds: this device only)
+        from tokbench.tokenizers.cost import measure_cost
+
+        cost = measure_cost(ctx.tokenizer, dataset.resolution)
+        results["encode_gflops"] = cost.encode_flops_per_image / 1e9
+        results["decode_gflops"] = cost.decode_flops_per_image / 1e9
+        details_extra["tokenizer_cost"] = cost.to_dict()
         return TaskOutput(
             metrics=results,
             unavailable=unavailable,
@@ -128,6 +136,28 @@ class ReconstructionTask(UsesFIDWeights, Task):
             artifacts=artifacts,
             details={"num_images": count, "resolution": dataset.resolution, **details_extra},
         )
+
+    @staticmethod
+    def _evidence(recon_key: str, reference_key: str | None, num_shards: int, metrics: set[str],
+                  has_lpips: bool) -> dict[str, Any]:
+        """Where each metric's per-image data lives (see ``tokbench.verdicts.evidence``): every
+        tokenizer sees the same images, so rows are paired."""
+        from tokbench.verdicts.evidence import distance, per_item, pointer
+
+        evidence: dict[str, Any] = {}
+        if "psnr" in metrics:  # identical pairs (inf dB) count as 100 dB, as in the mean
+            evidence["psnr"] = {**per_item("mean", pointer(recon_key, "psnr.npy", num_shards)), "inf_as": 100.0}
+        if "ssim" in metrics:
+            evidence["ssim"] = per_item("mean", pointer(recon_key, "ssim.npy", num_shards))
+        if "lpips" in metrics and has_lpips:
+            evidence["lpips"] = per_item("mean", pointer(recon_key, "lpips.npy", num_shards))
+        if reference_key is not None:
+            features = pointer(recon_key, "features.npy", num_shards)
+            reference = pointer(reference_key, "features.npy", num_shards)
+            for name, kind in (("rfid", "frechet"), ("kid", "kid")):
+                if name in metrics:
+                    evidence[name] = distance(kind, features, reference, paired=True)
+        return evidence
 
     # ---- shards ------------------------------------------------------------------
     def _recon_shard(self, ctx: TaskContext, extractor, lpips_fn, ids: list[int], out: Path) -> None:
