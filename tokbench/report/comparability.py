@@ -50,6 +50,8 @@ def measurement_identity(record: dict[str, Any]) -> dict[str, Any]:
         "num_images": details.get("num_images"),
         "evaluator": record.get("evaluator", {}),
         "tokenizer": tokenizer_part,
+        # the plugin, version and source digest of the code behind each role (tokenizer, task, dataset)
+        "code": (record.get("provenance") or {}).get("code") or {},
     }
 
 
