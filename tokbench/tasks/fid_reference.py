@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: bump when the reference features of the same images and weights would change
 REFERENCE_VERSION = "fid-reference-v1"
+#: images per stored shard: one layout for every task, so that rFID and gFID against the same
+#: images share one extraction (the tasks' own ``shard_size`` differ); 1024 keeps the keys that
+#: generation's default always had. The Inception batch size is not in the key: features of an
+#: image do not depend on it (checked bit for bit on CPU, batch 32 vs 64)
+REFERENCE_SHARD_SIZE = 1024
 
 
 class UsesFIDWeights:
@@ -40,12 +45,13 @@ class UsesFIDWeights:
         return {"fid_weights_sha256": file_identity(self.fid_weights())}
 
 
-def reference_features(ctx: "TaskContext", extractor, count: int | None, shard_size: int, batch_size: int) -> tuple[np.ndarray, str]:
+def reference_features(ctx: "TaskContext", extractor, count: int | None, batch_size: int) -> tuple[np.ndarray, str]:
     """(N, 2048) float64 features of the first ``count`` images of ``ctx.dataset`` and their store key."""
     dataset = ctx.dataset
     count = len(dataset) if count is None else min(count, len(dataset))
-    shards = [list(range(i, min(i + shard_size, count))) for i in range(0, count, shard_size)]
-    key = content_key({"reference-features": dataset.fingerprint(), "count": count, "shard": shard_size,
+    size = REFERENCE_SHARD_SIZE
+    shards = [list(range(i, min(i + size, count))) for i in range(0, count, size)]
+    key = content_key({"reference-features": dataset.fingerprint(), "count": count, "shard": size,
                        "evaluator": extractor.identity.get("weights_sha256"), "protocol": REFERENCE_VERSION})
     sharded = ctx.build.store.sharded(key=key, kind="fid-reference-features", num_shards=len(shards),
                                       meta={"label": f"FID reference features of {ctx.dataset_name} ({count} images)"})

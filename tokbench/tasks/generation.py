@@ -284,8 +284,7 @@ class GenerationTask(UsesFIDWeights, Task):
         if params.reference_batch is not None:
             reference, reference_stats, reference_name = self._reference_batch(ctx, extractor)
         else:
-            reference, reference_key = reference_features(ctx, extractor, params.num_reference, params.shard_size,
-                                                          params.extract_batch_size)
+            reference, reference_key = reference_features(ctx, extractor, params.num_reference, params.extract_batch_size)
             reference_stats, reference_name = feature_statistics(reference), ctx.dataset_name
         with np.load(samples_dir / SAMPLES_FILE) as data:
             samples = torch.from_numpy(data["arr_0"]).permute(0, 3, 1, 2).contiguous()

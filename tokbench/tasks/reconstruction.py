@@ -75,7 +75,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
         if extractor is not None:
             from tokbench.tasks.fid_reference import reference_features
 
-            reference_feats, reference_key = reference_features(ctx, extractor, count, params.shard_size, params.batch_size)
+            reference_feats, reference_key = reference_features(ctx, extractor, count, params.batch_size)
             artifacts.append(reference_key)
 
         recon = store.sharded(
