@@ -12,6 +12,10 @@ Each is timed with verification (this tokbench) and without (the old checks: a m
 exists, a record parses), from a cold per-process cache (first read hashes every file).
 
     .venv/bin/python benchmarks/bench_store_verify.py --images 2000 --repeats 5
+
+``--suite S --store D`` times the real thing instead: ``tokbench run S --store D`` in-process on a
+store where S already ran (``cached``), and with the result records removed from a copy
+(``recompute``: every unit re-reads its cached artifacts), verified vs unverified.
 """
 
 from __future__ import annotations
@@ -84,13 +88,58 @@ def without_verification():
     return lambda: setattr(Store, "_intact", saved[0]) or setattr(Store, "_read_record", saved[1]) or module
 
 
+def run_suite(suite: str, store: Path, repeats: int, recompute: bool) -> dict[str, float]:
+    import shutil
+    import tempfile
+
+    from tokbench.cli import main as cli
+
+    timings: dict[str, list[float]] = {"verified": [], "unverified": []}
+    for repeat in range(repeats):
+        for mode in (list(timings) if repeat % 2 else list(timings)[::-1]):  # alternate, so drift and warm-up hit both
+            with tempfile.TemporaryDirectory() as scratch:
+                root = store
+                if recompute:
+                    root = Path(scratch) / "store"
+                    shutil.copytree(store, root, ignore=shutil.ignore_patterns("locks"))
+                    for record in (root / "results").glob("*.json"):
+                        record.unlink()
+                hashing._FILE_DIGEST_CACHE.clear()
+                restore = without_verification() if mode == "unverified" else (lambda: None)
+                started = time.perf_counter()
+                try:
+                    cli(["run", suite, "--store", str(root), "--no-progress"])
+                except SystemExit as exit:
+                    if exit.code:
+                        raise RuntimeError(f"tokbench run exited {exit.code}") from None
+                finally:
+                    restore()
+                timings[mode].append(time.perf_counter() - started)
+    best = {mode: min(values) for mode, values in timings.items()}
+    return {**best, "overhead_pct": 100 * (best["verified"] / best["unverified"] - 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--shard", type=int, default=500)
     parser.add_argument("--checkpoint-mb", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--suite", help="time `tokbench run SUITE` on --store (where it already ran)")
+    parser.add_argument("--store", type=Path)
     args = parser.parse_args()
+    if args.suite:
+        import contextlib
+        import io
+        import sys
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = {scenario: run_suite(args.suite, args.store, args.repeats, scenario == "recompute")
+                       for scenario in ("cached", "recompute")}
+        json.dump({"benchmark": "store_verify_run", "settings": {**vars(args), "store": str(args.store)},
+                   "seconds_min_of_repeats": results}, sys.stdout, indent=2)
+        print()
+        return
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         keys = build(root, args.images, args.shard, args.checkpoint_mb)
