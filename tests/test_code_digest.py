@@ -1,0 +1,118 @@
+"""Code digests (what counts as a plugin's code) and the report's split of stored results into
+the installed code's and earlier ones. Fast, torch-free, on a package written to tmp_path."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tokbench.code_digest import plugin_code, source_files, training_digest
+from tokbench.errors import PluginError
+from tokbench.freshness import code_change
+from tokbench.report.current import InstalledCode, labelled_as_earlier
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    root = tmp_path / "src" / "digestpkg"
+    (root / "tests").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "model.py").write_text("def decode(x):\n    return x + 1\n")
+    (root / "train.py").write_text("STEPS = 10\n")
+    (root / "presets.yaml").write_text("width: 8\n")
+    (root / "README.md").write_text("docs\n")
+    (root / "tests" / "test_model.py").write_text("def test(): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    importlib.invalidate_caches()
+    return root
+
+
+def digest() -> str:
+    return plugin_code("digestpkg", "1.0", ["digestpkg.model:decode"]).digest
+
+
+def test_code_files_are_sources_and_data_not_tests_or_docs(package):
+    assert [rel for rel, _ in source_files("digestpkg")] == ["__init__.py", "model.py", "presets.yaml", "train.py"]
+    before = digest()
+    (package / "README.md").write_text("other docs\n")
+    (package / "tests" / "test_model.py").write_text("def test(): assert 1\n")
+    assert digest() == before
+    (package / "presets.yaml").write_text("width: 16\n")
+    assert digest() != before
+
+
+def test_comment_and_whitespace_edits_count(package):
+    before = digest()
+    (package / "model.py").write_text("def decode(x):\n    return x + 1  # fixed\n")
+    commented = digest()
+    (package / "model.py").write_text("def decode(x):\n    return x + 1  # fixed \n")
+    assert len({before, commented, digest()}) == 3
+
+
+def test_training_digest_covers_only_the_declared_files(package):
+    trained, files = training_digest("digestpkg", ["train.py"])
+    assert files == ["train.py"]
+    (package / "model.py").write_text("def decode(x):\n    return x\n")
+    assert training_digest("digestpkg", ["train.py"])[0] == trained
+    (package / "train.py").write_text("STEPS = 20\n")
+    assert training_digest("digestpkg", ["train.py"])[0] != trained
+    with pytest.raises(PluginError, match="names 'trian.py', which matches no file"):
+        training_digest("digestpkg", ["trian.py"])
+
+
+def test_a_missing_package_is_named():
+    with pytest.raises(PluginError, match="cannot find the source of package 'no_such_pkg_xyz'"):
+        plugin_code("x", "1", ["no_such_pkg_xyz.mod:f"])
+
+
+def test_digesting_imports_neither_torch_nor_the_plugin(package):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(package.parent)!r})
+        from tokbench.code_digest import plugin_code
+        plugin_code("digestpkg", "1", ["digestpkg.model:decode"])
+        print(sorted(m for m in ("torch", "digestpkg", "digestpkg.model") if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def record(plugin: str, version: str, digest_value: str, packages=("digestpkg",)) -> dict:
+    code = {"plugin": plugin, "version": version, "digest": digest_value, "packages": list(packages)}
+    return {"tokenizer": {"name": "tok", "label": "Tok"}, "provenance": {"code": {"tokenizer": code}}}
+
+
+class _Registry:
+    def __init__(self, versions):
+        self.plugins = [type("Info", (), {"name": n, "version": v, "error": None})() for n, v in versions.items()]
+
+
+def test_installed_code_tells_current_results_from_earlier_ones(package):
+    installed = InstalledCode(_Registry({"digestpkg": "1.0"}))
+    now = plugin_code("digestpkg", "1.0", ["digestpkg.model:decode"]).digest
+    assert installed.difference(record("digestpkg", "1.0", now)) is None
+    assert installed.difference(record("digestpkg", "1.0", "0" * 64)) == "plugin digestpkg code 000000000000 (installed code differs)"
+    assert installed.difference(record("digestpkg", "0.9", now)) == "plugin digestpkg 0.9 (installed: 1.0)"
+    assert installed.difference(record("gone", "1.0", now)) == "plugin gone is not installed"
+    assert installed.difference({"tokenizer": {}}) == "computed before code digests were recorded"
+
+
+def test_earlier_results_get_their_own_labelled_row():
+    old = record("digestpkg", "1.0", "ab" * 32)
+    labelled = labelled_as_earlier(old, "why")
+    assert labelled["tokenizer"]["name"] == "tok [digestpkg 1.0 @abababababab]"
+    assert labelled["tokenizer"]["label"] == "Tok [earlier: digestpkg 1.0 @abababababab]"
+    assert old["tokenizer"]["name"] == "tok"  # a copy
+
+
+def test_the_stale_reason_names_the_plugin_that_changed():
+    a = {"plugin": "jpeg", "version": "0.1.0", "digest": "a" * 64}
+    assert code_change({"tokenizer": a}, {"tokenizer": {**a, "digest": "b" * 64}}) == (
+        "code of plugin jpeg changed since the stored result (aaaaaaaaaaaa -> bbbbbbbbbbbb)")
+    assert code_change({"tokenizer": a}, {"tokenizer": {**a, "version": "0.2.0"}}) == "plugin jpeg version changed (0.1.0 -> 0.2.0)"
+    assert code_change({}, {"tokenizer": a}) == "the stored result predates code digests"
