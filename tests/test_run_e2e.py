@@ -62,6 +62,11 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
     assert f"leaderboard: {leaderboard / 'index.html'}" in first.stdout
     assert {p.name for p in leaderboard.iterdir()} >= {"index.html", "leaderboard.md", "leaderboard.tex", "results.csv", "results.json", "plots"}
     assert (leaderboard / "plots" / "reconstruction_grid.png").is_file()  # from the stored previews
+    board = json.loads((leaderboard / "results.json").read_text())
+    measured = [c for t in board["tables"] for row in t["rows"] for c in row["cells"] if c["value"] is not None]
+    assert measured and all(c["ci_low"] <= c["value"] <= c["ci_high"] and c["ci_method"] for c in measured)
+    assert all(isinstance(c["tied_with_best"], bool) for c in measured)
+    assert "±" in first.stdout and "Holm" in first.stdout
     provenance = found["fine"]["provenance"]
     assert provenance["software"]["torch"] and provenance["software"]["torch-fidelity"] == "0.4.0"
     assert found["fine"]["evaluator"]["fid"]["weights_sha256"].startswith("7ff4a85c")

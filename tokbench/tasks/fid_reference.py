@@ -45,6 +45,14 @@ class UsesFIDWeights:
         return {"fid_weights_sha256": file_identity(self.fid_weights())}
 
 
+def reference_pointer(key: str, count: int) -> dict[str, Any]:
+    """Where the reference features of ``count`` images stored under ``key`` live, as evidence
+    (``tokbench.verdicts.evidence``)."""
+    from tokbench.verdicts.evidence import pointer
+
+    return pointer(key, "features.npy", -(-count // REFERENCE_SHARD_SIZE))
+
+
 def reference_features(ctx: "TaskContext", extractor, count: int | None, batch_size: int) -> tuple[np.ndarray, str]:
     """(N, 2048) float64 features of the first ``count`` images of ``ctx.dataset`` and their store key."""
     dataset = ctx.dataset

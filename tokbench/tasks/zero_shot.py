@@ -70,6 +70,8 @@ class ZeroShotTask(Task):
             "num_templates": len(templates),
             "logit_scale": LOGIT_SCALE,
             "precision": params.precision,
+            # features are stored as float16 where they fit (float32 otherwise): part of the measurement
+            "feature_storage": FeatureRequest.storage,
         }
         return TaskOutput(
             metrics={"top1": accuracy[1], "top5": accuracy[5]},
