@@ -98,6 +98,9 @@ def test_an_edited_plugin_is_recomputed_and_never_averaged_with_its_old_results(
     assert "done    reconstruction/jpeg/shapes" in again.stdout and "cached  reconstruction/bicubic/shapes" in again.stdout
     replaced = list((store / "replaced").glob(f"{after[0]['key']}-*.json"))
     assert len(replaced) == 1 and json.loads(replaced[0].read_text())["metrics"]["psnr"] == pytest.approx(new_psnr)
+    every = _jpeg_rows(run_cli("export", "--store", str(store), "--format", "json", "--all-versions", env=env).stdout)
+    assert len(every) == 3 and all(row["count"] == 1 for row in every)  # current, earlier code, replaced: 3 rows
+    assert sum("replaced: " in row["tokenizer"] for row in every) == 1
 
     unknown = run_cli("run", str(suite), "--store", str(store), "--recompute", "jpge", env=env)
     assert unknown.returncode == 2 and "did you mean 'jpeg'?" in unknown.stderr

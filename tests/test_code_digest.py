@@ -13,7 +13,7 @@ import pytest
 from tokbench.code_digest import plugin_code, source_files, training_digest
 from tokbench.errors import PluginError
 from tokbench.freshness import code_change
-from tokbench.report.current import InstalledCode, labelled_as_earlier
+from tokbench.report.current import InstalledCode, labelled_as_earlier, labelled_replaced
 
 
 @pytest.fixture
@@ -108,6 +108,8 @@ def test_earlier_results_get_their_own_labelled_row():
     assert labelled["tokenizer"]["name"] == "tok [digestpkg 1.0 @abababababab]"
     assert labelled["tokenizer"]["label"] == "Tok [earlier: digestpkg 1.0 @abababababab]"
     assert old["tokenizer"]["name"] == "tok"  # a copy
+    replaced = labelled_replaced([{**old, "suite": {"run": "20261206-run"}}])[0]
+    assert replaced["tokenizer"]["name"] == "tok [replaced: 20261206-run, digestpkg 1.0 @abababababab]"
 
 
 def test_the_stale_reason_names_the_plugin_that_changed():

@@ -400,10 +400,11 @@ def _shown_results(store, all_versions: bool) -> list:
     """The store's results of the installed code (or every version, labelled); says on stderr
     how many earlier ones it left out."""
     from tokbench.freshness import replaced_results
-    from tokbench.report.current import select_versions
+    from tokbench.report.current import labelled_replaced, select_versions
 
-    records = list(store.results()) + (replaced_results(store) if all_versions else [])
-    shown, hidden = select_versions(records, all_versions=all_versions)
+    shown, hidden = select_versions(store.results(), all_versions=all_versions)
+    if all_versions:
+        shown += labelled_replaced(replaced_results(store))
     if hidden:
         click.secho(f"note: {len(hidden)} result(s) of earlier plugin code or versions left out "
                     f"(e.g. {hidden[0][1]}); --all-versions shows them as separate rows", fg="yellow", err=True)

@@ -94,12 +94,12 @@ def version_label(record: dict[str, Any]) -> str:
     return f"{code.get('plugin')} {code.get('version')} @{str(code.get('digest'))[:12]}"
 
 
-def labelled_as_earlier(record: dict[str, Any], reason: str) -> dict[str, Any]:
-    """A copy of ``record`` whose tokenizer name and label say which code it came from (its own
-    row, never merged with the current code's)."""
+def labelled_as_earlier(record: dict[str, Any], reason: str, tag: str | None = None) -> dict[str, Any]:
+    """A copy of ``record`` whose tokenizer name and label say which code it came from, or
+    ``tag`` (its own row, never merged with the current code's)."""
     labelled = copy.deepcopy(record)
     tokenizer = labelled.setdefault("tokenizer", {})
-    tag = version_label(record)
+    tag = tag or version_label(record)
     tokenizer["name"] = f"{tokenizer.get('name', '?')} [{tag}]"
     tokenizer["label"] = f"{tokenizer.get('label') or tokenizer.get('name', '?')} [earlier: {tag}]"
     labelled.setdefault("provenance", {})["not_current"] = reason
@@ -115,3 +115,10 @@ def select_versions(records: Iterable[dict[str, Any]], all_versions: bool = Fals
     if all_versions:
         return split.current + [labelled_as_earlier(r, why) for r, why in split.earlier], []
     return split.current, split.earlier
+
+
+def labelled_replaced(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records ``run --recompute`` replaced, each on its own row labelled with its run (the same
+    code as a current result, so never averaged with it as a seed)."""
+    return [labelled_as_earlier(r, "replaced by run --recompute",
+                                f"replaced: {(r.get('suite') or {}).get('run', '?')}, {version_label(r)}") for r in records]
