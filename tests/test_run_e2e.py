@@ -85,7 +85,7 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
     assert elapsed < 30, f"rerun took {elapsed:.1f}s"
 
     exported = run_cli("export", "--store", str(store), "--format", "csv")
-    assert exported.returncode == 0 and exported.stdout.count("\n") == 1 + 2 * 4  # header + 2 tokenizers x 4 metrics
+    assert exported.returncode == 0 and exported.stdout.count("\n") == 1 + 2 * 6  # header + 2 tokenizers x (4 metrics + encode/decode GFLOPs)
     latex = run_cli("export", "--store", str(store), "--format", "latex")
     assert latex.returncode == 0 and "\\toprule" in latex.stdout and "bicubic f2" in latex.stdout
     assert run_cli("store", "verify", "--store", str(store)).returncode == 0
