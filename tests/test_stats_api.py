@@ -24,7 +24,6 @@ from tokbench.stats import (
     unpaired_bootstrap_comparison,
     wilson_interval,
 )
-from tokbench.stats.distances import _kid_from_counts
 
 SMALL = BootstrapSettings(resamples=6, seed=3)
 
@@ -52,15 +51,16 @@ def test_resample_indices_are_shared_by_equal_n_and_differ_by_seed() -> None:
 def test_frechet_replicates_equal_the_distance_of_the_resampled_rows() -> None:
     x, y = _features()
     indices = resample_indices(x.shape[0], SMALL)
-    paired = frechet_replicates(x, y, SMALL, paired_reference=True)
+    paired = frechet_replicates(x, y, SMALL, paired_reference=True, adjust_duplicates=False)
     direct = [frechet_distance_from_features(x[i], y[i]) for i in indices]
     np.testing.assert_allclose(paired, direct, rtol=1e-6)  # eigvalsh of M M^T: ~1e-8 relative
     mu, sigma = feature_statistics(np.random.default_rng(5).normal(size=(200, x.shape[1])))
-    fixed = frechet_replicates(x, None, SMALL, paired_reference=False, reference_stats=(mu, sigma))
+    fixed = frechet_replicates(x, None, SMALL, paired_reference=False, reference_stats=(mu, sigma),
+                               adjust_duplicates=False)
     np.testing.assert_allclose(fixed, [frechet_distance(*feature_statistics(x[i]), mu, sigma) for i in indices],
                                rtol=1e-6)
     reference = np.random.default_rng(6).normal(size=(45, x.shape[1]))
-    from_features = frechet_replicates(x, reference, SMALL, paired_reference=False)
+    from_features = frechet_replicates(x, reference, SMALL, paired_reference=False, adjust_duplicates=False)
     np.testing.assert_allclose(from_features, [frechet_distance_from_features(x[i], reference) for i in indices],
                                rtol=1e-6)
 
@@ -69,9 +69,10 @@ def test_frechet_replicates_large_n_path_matches(monkeypatch: pytest.MonkeyPatch
     import tokbench.stats.distances as distances
 
     x, y = _features()
-    expected = frechet_replicates(x, y, SMALL, paired_reference=True)
+    expected = frechet_replicates(x, y, SMALL, paired_reference=True, adjust_duplicates=False)
     monkeypatch.setattr(distances, "GRAM_LIMIT", 10)
-    np.testing.assert_allclose(frechet_replicates(x, y, SMALL, paired_reference=True), expected, rtol=1e-6)
+    again = frechet_replicates(x, y, SMALL, paired_reference=True, adjust_duplicates=False)
+    np.testing.assert_allclose(again, expected, rtol=1e-6)
 
 
 def test_frechet_replicates_reject_bad_reference() -> None:
@@ -85,25 +86,24 @@ def test_frechet_replicates_reject_bad_reference() -> None:
 def test_kid_replicates_equal_the_unbiased_mmd_of_the_resampled_rows() -> None:
     x, y = _features(n=25, d=8)
     indices = resample_indices(x.shape[0], SMALL)
-    gamma = 1.0 / x.shape[1]
-    ones = np.ones((1, 25))
+    every = np.arange(25)
 
-    def direct(a: np.ndarray, b: np.ndarray) -> float:
-        return float(_kid_from_counts(a, b, ones, ones, 3, gamma, 1.0)[0])
+    def brute(ix: np.ndarray, iy: np.ndarray) -> float:
+        # the definition, pair by pair over the resampled lists; copies of one item are never paired
+        k = lambda u, v: (u @ v / x.shape[1] + 1.0) ** 3  # noqa: E731
 
-    def brute(a: np.ndarray, b: np.ndarray) -> float:  # the definition, pair by pair
-        k = lambda u, v: (u @ v / a.shape[1] + 1.0) ** 3  # noqa: E731
-        n = a.shape[0]
-        xx = sum(k(a[i], a[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
-        yy = sum(k(b[i], b[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
-        xy = sum(k(a[i], b[j]) for i in range(n) for j in range(n)) / (n * n)
-        return xx + yy - 2 * xy
+        def within(z: np.ndarray, idx: np.ndarray) -> float:
+            values = [k(z[p], z[q]) for p in idx for q in idx if p != q]
+            return sum(values) / len(values)
 
-    replicates = kid_replicates(x, y, SMALL, paired_reference=True)
-    np.testing.assert_allclose(replicates, [brute(x[i], y[i]) for i in indices], rtol=1e-9)
-    fixed = kid_replicates(x, y, SMALL, paired_reference=False)
-    np.testing.assert_allclose(fixed, [direct(x[i], y) for i in indices], rtol=1e-9)
-    assert kid_estimate(x, y) == pytest.approx(brute(x, y), rel=1e-10)
+        xy = sum(k(x[p], y[q]) for p in ix for q in iy) / (len(ix) * len(iy))
+        return within(x, ix) + within(y, iy) - 2 * xy
+
+    replicates = kid_replicates(x, y, SMALL, paired_reference=True, adjust_duplicates=False)
+    np.testing.assert_allclose(replicates, [brute(i, i) for i in indices], rtol=1e-9)
+    fixed = kid_replicates(x, y, SMALL, paired_reference=False, adjust_duplicates=False)
+    np.testing.assert_allclose(fixed, [brute(i, every) for i in indices], rtol=1e-9)
+    assert kid_estimate(x, y) == pytest.approx(brute(every, every), rel=1e-10)
 
 
 def test_intervals_and_their_descriptions() -> None:

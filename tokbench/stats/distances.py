@@ -22,8 +22,9 @@ import numpy as np
 
 from tokbench.metrics.frechet import _as_features, feature_statistics, frechet_distance
 from tokbench.stats._blas import single_blas_thread
-from tokbench.stats.bootstrap import BootstrapSettings, resample_counts
+from tokbench.stats.bootstrap import BootstrapSettings, remove_duplication_effect, resample_counts
 
+_BATCH_ELEMENTS = 8_000_000  # matrix entries per batch of resamples (64 MB of float64)
 GRAM_LIMIT = 4096  # items above which Fréchet replicates use the d x d form (Gram memory ~ 3 n^2 doubles)
 
 
@@ -35,15 +36,6 @@ def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
 def _quadratic(counts: np.ndarray, gram: np.ndarray) -> np.ndarray:
     """c_b^T G c_b for every resample b (one matrix product, not an einsum loop)."""
     return ((counts @ gram) * counts).sum(axis=1)
-
-
-def _weighted_centring(matrix: np.ndarray, left: np.ndarray, right: np.ndarray, n_left: int,
-                       n_right: int) -> np.ndarray:
-    """(I - 1 cl^T / nl) K (I - cr 1^T / nr) restricted to the rows/columns with weight (given as the sub-block)."""
-    row = matrix @ right / n_right
-    col = left @ matrix / n_left
-    total = left @ row / n_left
-    return matrix - row[:, None] - col[None, :] + total
 
 
 def _sqrt_trace_over_resamples(matrix: np.ndarray, counts: np.ndarray, *, symmetric: bool) -> np.ndarray:
@@ -58,14 +50,29 @@ def _sqrt_trace_over_resamples(matrix: np.ndarray, counts: np.ndarray, *, symmet
     n = matrix.shape[0]
     result = np.empty(counts.shape[0])
     with single_blas_thread():  # ~1000 small problems: one BLAS thread is several times faster
-        for b, c in enumerate(counts):
-            keep = np.flatnonzero(c)
-            weights = c[keep]
-            centred = _weighted_centring(matrix[np.ix_(keep, keep)], weights, weights, n, n)
+        start = 0
+        while start < counts.shape[0]:
+            width = int((counts[start] > 0).sum()) + 8
+            stop = min(counts.shape[0], start + max(1, _BATCH_ELEMENTS // (width * width)))
+            weights_all = counts[start:stop]
+            width = int((weights_all > 0).sum(axis=1).max())
+            # per resample: its distinct items first (stable), padded with zero-weight items
+            order = np.argsort(weights_all == 0, axis=1, kind="stable")[:, :width]
+            weights = np.take_along_axis(weights_all, order, axis=1)
+            block = matrix[order[:, :, None], order[:, None, :]]
+            row = np.matmul(block, weights[:, :, None])[..., 0] / n
+            col = np.matmul(weights[:, None, :], block)[:, 0, :] / n
+            total = (weights * row).sum(axis=1) / n
+            centred = block - row[:, :, None] - col[:, None, :] + total[:, None, None]
             root = np.sqrt(weights)
-            block = root[:, None] * centred * root[None, :] / (n - 1)
-            eigenvalues = np.linalg.eigvalsh((block + block.T) / 2 if symmetric else block @ block.T)
-            result[b] = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+            block = root[:, :, None] * centred * root[:, None, :] / (n - 1)
+            if symmetric:
+                square = (block + block.transpose(0, 2, 1)) / 2
+            else:
+                square = np.matmul(block, block.transpose(0, 2, 1))
+            eigenvalues = np.linalg.eigvalsh(square)
+            result[start:stop] = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum(axis=1)
+            start = stop
     return result
 
 
@@ -97,18 +104,9 @@ def _weighted_statistics(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
     return mean, (centred.T * c) @ centred / (n - 1)
 
 
-def frechet_replicates(features: np.ndarray, reference: np.ndarray | None, settings: BootstrapSettings, *,
-                       paired_reference: bool,
-                       reference_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """(resamples,) Fréchet distances of the resampled ``features`` against the reference.
-
-    ``paired_reference=True`` (rFID): ``reference`` holds the originals of the same images, row
-    for row, and is resampled with the same indices. ``paired_reference=False`` (gFID): the
-    reference is the dataset's fixed reference set, given as features or as
-    ``reference_stats=(mu, sigma)``, and is not resampled: it is part of the metric's definition
-    and shared by every row of the column, so its sampling noise never separates two rows
-    (docs/statistics.md).
-    """
+def _frechet_replicates_raw(features: np.ndarray, reference: np.ndarray | None, settings: BootstrapSettings, *,
+                            paired_reference: bool,
+                            reference_stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     x = _as_features(features, "features")
     n = x.shape[0]
     counts = resample_counts(n, settings)
@@ -154,6 +152,30 @@ def frechet_replicates(features: np.ndarray, reference: np.ndarray | None, setti
     return np.maximum(mean_term + tr1 + np.trace(sigma2) - 2.0 * sqrt_trace, 0.0)
 
 
+def frechet_replicates(features: np.ndarray, reference: np.ndarray | None, settings: BootstrapSettings, *,
+                       paired_reference: bool,
+                       reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                       adjust_duplicates: bool = True) -> np.ndarray:
+    """(resamples,) Fréchet distances of the resampled ``features`` against the reference.
+
+    ``paired_reference=True`` (rFID): ``reference`` holds the originals of the same images, row
+    for row, and is resampled with the same indices. ``paired_reference=False`` (gFID): the
+    reference is the dataset's fixed reference set, given as features or as
+    ``reference_stats=(mu, sigma)``, and is not resampled: it is part of the metric's definition
+    and shared by every row of the column, so its sampling noise never separates two rows
+    (docs/statistics.md).
+
+    ``adjust_duplicates`` (default) removes the part of the replicates explained by how many
+    items each resample duplicates (``remove_duplication_effect``); ``False`` gives the exact
+    distances of the resampled rows.
+    """
+    replicates = _frechet_replicates_raw(features, reference, settings, paired_reference=paired_reference,
+                                         reference_stats=reference_stats)
+    if not adjust_duplicates:
+        return replicates
+    return remove_duplication_effect(replicates, int(np.shape(features)[0]), settings)
+
+
 def _kernel_quadratic(x: np.ndarray, y: np.ndarray, left: np.ndarray, right: np.ndarray, degree: int,
                       gamma: float, coef0: float, block: int = 1024) -> np.ndarray:
     """Per resample b: left_b^T K right_b with K = (gamma x y^T + coef0)^degree, built in row blocks."""
@@ -167,14 +189,20 @@ def _kernel_quadratic(x: np.ndarray, y: np.ndarray, left: np.ndarray, right: np.
 
 def _kid_from_counts(x: np.ndarray, y: np.ndarray, counts_x: np.ndarray, counts_y: np.ndarray, degree: int,
                      gamma: float, coef0: float) -> np.ndarray:
-    """Unbiased MMD^2 of the lists that repeat row i of x counts_x[b, i] times (and likewise y), per b."""
+    """Unbiased MMD^2 of the lists that repeat row i of x counts_x[b, i] times (and likewise y), per b.
+
+    Within each set, the mean kernel runs over pairs of distinct items (weights c_i c_j, i != j):
+    a duplicated image is never paired with itself, so k(x, x) never enters (with all counts 1
+    this is the usual unbiased estimator).
+    """
     n, m = counts_x[0].sum(), counts_y[0].sum()
     diag_x = ((x * x).sum(axis=1) * gamma + coef0) ** degree
     diag_y = ((y * y).sum(axis=1) * gamma + coef0) ** degree
-    within_x = _kernel_quadratic(x, x, counts_x, counts_x, degree, gamma, coef0) - counts_x @ diag_x
-    within_y = _kernel_quadratic(y, y, counts_y, counts_y, degree, gamma, coef0) - counts_y @ diag_y
+    squares_x, squares_y = (counts_x * counts_x).sum(axis=1), (counts_y * counts_y).sum(axis=1)
+    within_x = _kernel_quadratic(x, x, counts_x, counts_x, degree, gamma, coef0) - counts_x**2 @ diag_x
+    within_y = _kernel_quadratic(y, y, counts_y, counts_y, degree, gamma, coef0) - counts_y**2 @ diag_y
     between = _kernel_quadratic(x, y, counts_x, counts_y, degree, gamma, coef0)
-    return within_x / (n * (n - 1)) + within_y / (m * (m - 1)) - 2.0 * between / (n * m)
+    return within_x / (n * n - squares_x) + within_y / (m * m - squares_y) - 2.0 * between / (n * m)
 
 
 def _kid_inputs(features: np.ndarray, reference: np.ndarray, gamma: float | None) -> tuple[np.ndarray, np.ndarray, float]:
@@ -197,7 +225,7 @@ def kid_estimate(features: np.ndarray, reference: np.ndarray, *, degree: int = 3
 
 def kid_replicates(features: np.ndarray, reference: np.ndarray, settings: BootstrapSettings, *,
                    paired_reference: bool, degree: int = 3, gamma: float | None = None,
-                   coef0: float = 1.0) -> np.ndarray:
+                   coef0: float = 1.0, adjust_duplicates: bool = True) -> np.ndarray:
     """(resamples,) unbiased MMD^2 (KID, cubic polynomial kernel) of the resampled images against the reference.
 
     A resample duplicates images; its MMD^2 is the unbiased statistic of the resampled list
@@ -205,6 +233,7 @@ def kid_replicates(features: np.ndarray, reference: np.ndarray, settings: Bootst
     replicates sit above the estimate: use the ``"centered"`` interval construction.
     ``paired_reference=True``: reference rows are the originals of the same images, resampled
     with the same indices; otherwise the reference set is fixed (not resampled).
+    ``adjust_duplicates`` as in ``frechet_replicates``.
     """
     x, y, kernel_gamma = _kid_inputs(features, reference, gamma)
     n, m = x.shape[0], y.shape[0]
@@ -215,4 +244,5 @@ def kid_replicates(features: np.ndarray, reference: np.ndarray, settings: Bootst
         counts_y = counts_x
     else:
         counts_y = np.ones((counts_x.shape[0], m))
-    return _kid_from_counts(x, y, counts_x, counts_y, degree, kernel_gamma, coef0)
+    replicates = _kid_from_counts(x, y, counts_x, counts_y, degree, kernel_gamma, coef0)
+    return remove_duplication_effect(replicates, n, settings) if adjust_duplicates else replicates
