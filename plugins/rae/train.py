@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from tokbench.errors import MissingAssetError
 from tokbench.timing import phase, progress
-from tokbench.training.tiny import shapes_sources
+from tokbench.training.tiny import report_step, shapes_sources, summary_head, tail_means
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder, VTPTrunkEncoder
 from tokbench_rae.latent_stats import compute_stats, write_stats
@@ -208,24 +208,15 @@ def train_decoder(
                 record["d_loss"] = d_loss.item()
             record["loss"] = loss.item()
             history.append(record)
-            if log is not None and (step + 1) % max(1, train.steps // 10) == 0:
-                recent = history[-max(1, train.steps // 10) :]
-                log(f"rae decoder step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
-                    f"lr {schedule(step):.2e} ({time.time() - started:.0f}s)")
+            report_step(None, log, "rae decoder", step, train, history, started, lambda: f"lr {schedule(step):.2e}")
 
-        train_seconds = time.time() - started
         decoder.eval()
-        tail = history[-min(20, len(history)) :]
         summary: dict[str, Any] = {
-            "steps": train.steps,
-            "batch_size": train.batch_size,
-            "device": str(device),
-            "threads": threads,
-            "train_seconds": round(train_seconds, 2),
+            **summary_head(train, device, threads, started),
             "encode_seconds": round(encode_seconds, 2),
             "decoder_parameters": sum(p.numel() for p in ema.parameters()),
             "first_l1": history[0]["l1"],
-            "final_train_l1": sum(h["l1"] for h in tail) / len(tail),
+            **tail_means(history, {"final_train_l1": "l1"}),
             "train_psnr": round(evaluate(encoder, ema, images[: min(len(images), 64)]), 3),
         }
         if holdout is not None:
@@ -235,7 +226,7 @@ def train_decoder(
         stats = compute_stats(tokens_to_grid(chunk, grid) for chunk in tokens_pool[: train.stats_images].split(256))
         summary["wall_seconds"] = round(time.time() - started, 2)
     if log is not None:
-        log(f"rae decoder: {train.steps} steps in {train_seconds:.0f}s"
+        log(f"rae decoder: {train.steps} steps in {summary['train_seconds']:.0f}s"
             + (f", held-out PSNR {summary['holdout_psnr']:.2f} dB" if "holdout_psnr" in summary else ""))
     return ema, stats, summary
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 
 from tokbench.errors import MissingAssetError
 from tokbench.hub import download_hint, looks_like_hub_id  # noqa: F401 - re-exported
+from tokbench.training.tiny_params import TinyConvTrainParams
 from tokbench_vae import presets
 
 #: File names diffusers reads the weights of a model directory from.
@@ -26,8 +27,9 @@ _WEIGHT_PREFIX = "diffusion_pytorch_model"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
 
 
-class TinyTrainParams(BaseModel):
-    """How the ``tiny`` preset is trained, and its model size knobs.
+class TinyTrainParams(TinyConvTrainParams):
+    """How the ``tiny`` preset is trained, and its model size knobs (the schedule, image pool,
+    crops and checks: :class:`~tokbench.training.tiny_params.TinyConvTrainParams`).
 
     Loss (images in [-1, 1]): ``mean|x - x_hat| + mse_weight * mean (x - x_hat)^2
     + kl_weight * KL + lpips_weight * LPIPS``, the KL averaged over latent elements.
@@ -36,66 +38,17 @@ class TinyTrainParams(BaseModel):
     minutes on two CPU cores (see the plugin README for measured PSNR).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    steps: PositiveInt = 1500
-    batch_size: PositiveInt = 16
     lr: PositiveFloat = 2e-3
-    warmup_steps: NonNegativeInt = 30
     weight_decay: NonNegativeFloat = 0.0
     kl_weight: NonNegativeFloat = 1e-4
-    mse_weight: NonNegativeFloat = 1.0
-    #: LPIPS needs torchvision's VGG16 weights in the torch hub cache; > 0 without them is an error
-    lpips_weight: NonNegativeFloat = 0.0
-    resolution: int = Field(64, ge=8)
-    #: random crop size for all but the last ``full_resolution_steps`` steps; None: whole images throughout
-    crop_size: PositiveInt | None = 32
-    full_resolution_steps: NonNegativeInt = 120
-    #: training images (shapes, split 'train'), rendered once and cycled through with random flips
-    num_images: PositiveInt = 4096
-    #: held-out images (shapes, split 'val', seed + 1) the final PSNR is measured on
-    holdout_images: PositiveInt = 64
-    seed: NonNegativeInt = 0
-    #: start every residual block as the identity (trains much faster in few steps)
-    zero_init_residuals: bool = True
     #: initial posterior log-variance (bias of the logvar half of quant_conv); None keeps diffusers' init
     initial_logvar: float | None = Field(-6.0, ge=-30, le=20)
-    #: torch.compile the model for training (opt-in; compiling takes a while; not part of the cache key)
-    compile: bool = False
     # ---- model size knobs ----
     block_out_channels: tuple[PositiveInt, ...] = Field(presets.TINY_BLOCK_OUT_CHANNELS, min_length=1, max_length=6)
     layers_per_block: PositiveInt = presets.TINY_LAYERS_PER_BLOCK
     latent_channels: PositiveInt = presets.TINY_LATENT_CHANNELS
     norm_num_groups: PositiveInt = presets.TINY_NORM_NUM_GROUPS
     mid_block_attention: bool = presets.TINY_MID_BLOCK_ATTENTION
-
-    @model_validator(mode="after")
-    def _check_architecture(self) -> "TinyTrainParams":
-        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
-        if bad:
-            raise ValueError(
-                f"every block_out_channels entry must be divisible by norm_num_groups={self.norm_num_groups}; "
-                f"{bad} are not (change norm_num_groups or the channel counts)"
-            )
-        factor = presets.downsample_factor(self.block_out_channels)
-        for name in ("resolution", "crop_size"):
-            value = getattr(self, name)
-            if value is not None and value % factor:
-                raise ValueError(
-                    f"{name} {value} is not divisible by the downsampling factor {factor} of "
-                    f"{len(self.block_out_channels)} levels; use a multiple of {factor}"
-                )
-        if self.crop_size is not None and self.crop_size > self.resolution:
-            raise ValueError(f"crop_size {self.crop_size} is larger than resolution {self.resolution}; lower it or set null")
-        return self
-
-    @property
-    def downsample(self) -> int:
-        return presets.downsample_factor(self.block_out_channels)
-
-    def cache_inputs(self) -> dict:
-        """What determines the trained weights (``compile`` is an execution detail)."""
-        return self.model_dump(mode="json", exclude={"compile"})
 
 
 class VAEParams(BaseModel):

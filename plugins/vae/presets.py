@@ -32,11 +32,6 @@ TINY_NORM_NUM_GROUPS = 4
 TINY_MID_BLOCK_ATTENTION = False
 
 
-def downsample_factor(block_out_channels: tuple[int, ...] | list[int]) -> int:
-    """Spatial downsampling of a diffusers AutoencoderKL: one halving per level but the last."""
-    return 2 ** (len(block_out_channels) - 1)
-
-
 def autoencoder_config(train: "TinyTrainParams") -> dict[str, Any]:
     """Keyword arguments of ``diffusers.AutoencoderKL`` for the tiny preset."""
     levels = len(train.block_out_channels)

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from tokbench.api import Capability, LatentSpec, Tokenizer
+from tokbench.api import Capability, LatentSpec
 from tokbench.errors import MissingAssetError
-from tokbench.hashing import content_key, state_dict_fingerprint
+from tokbench.hashing import state_dict_fingerprint
 from tokbench.checkpoints import read_latent_stats
 from tokbench.hub import download_hint, hub_file, hub_offline
+from tokbench.tokenizers.diffusers_model import DiffusersModelTokenizer
+from tokbench.training.tiny import check_trained_with, write_training_summary
 from tokbench_vae.params import VAEParams
 
 #: config keys that never change what encode/decode compute
@@ -36,13 +37,12 @@ _CONFIG_KEYS_WITHOUT_EFFECT = {
     "latents_std",
     "force_upcast",
 }
-TRAINING_SUMMARY = "training.json"
 #: plain loading (no `accelerate` needed, and no log line asking for it)
 _LOAD = {"low_cpu_mem_usage": False}
 logger = logging.getLogger("tokbench_vae")
 
 
-class VAETokenizer(Tokenizer):
+class VAETokenizer(DiffusersModelTokenizer):
     """Wraps an ``AutoencoderKL``; see the module docstring for the conventions."""
 
     capabilities = frozenset({Capability.ENCODE, Capability.DECODE})
@@ -62,8 +62,7 @@ class VAETokenizer(Tokenizer):
         #: per-channel statistics file (LDM checkpoints such as VA-VAE); None: use the config's factors
         self.latent_stats_path: Path | None = None
         self._latent_stats = None
-        if self.device.type == "cuda":
-            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
+        self._channels_last_on_gpu()
 
     # ---- contract ---------------------------------------------------------------
     def latent_spec(self, image_size: int) -> LatentSpec:
@@ -100,30 +99,7 @@ class VAETokenizer(Tokenizer):
             extra["seed"] = self.params.seed
         return state_dict_fingerprint(self.model.state_dict(), extra=extra)
 
-    def modules(self) -> Sequence[torch.nn.Module]:
-        return [self.model]
-
-    def to(self, device=None, dtype=None) -> "VAETokenizer":
-        # torch's Module.to: diffusers' override logs a warning on every dtype cast.
-        kwargs = {name: value for name, value in (("device", device), ("dtype", dtype)) if value is not None}
-        if kwargs:
-            torch.nn.Module.to(self.model, **kwargs)
-        if self.device.type == "cuda":
-            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
-        return self
-
     # ---- helpers ------------------------------------------------------------------
-    def _prepare(self, tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.to(device=self.device, dtype=self.dtype)
-        if tensor.device.type == "cuda":
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        return tensor
-
-    def _autocast(self):
-        if self.params.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def latent_normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel (mean, std), each (1, C, 1, 1) float32 on the CPU, for generation's
         ``(z - mean) / std``: the ``latents_stats.pt`` when there is one (VA-VAE), else the config's
@@ -225,9 +201,7 @@ def train_preset(params: VAEParams, directory: str | os.PathLike, context=None) 
     track = context.track if context is not None else None
     model, summary = train_tiny(train, train_images, holdout, device=device, track=track, log=logger.info)
     model.to("cpu").save_pretrained(str(directory), safe_serialization=True)
-    summary = {"preset": params.preset, "cache_key": content_key(preset_key_inputs(params, context)), **summary}
-    (directory / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return {"training": summary}
+    return write_training_summary(directory, params.preset, preset_key_inputs(params, context), summary)
 
 
 #: bump when the training recipe changes in a way the params do not show
@@ -262,7 +236,7 @@ def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLi
         model, _ = load_ldm_autoencoder(path, sample_size=params.resolution)
         tokenizer = VAETokenizer(model, params, source=str(path))
         tokenizer.latent_stats_path = resolve_latent_stats(params)
-        return _finish(tokenizer, context)
+        return tokenizer.placed(context)
     else:
         if context is not None:
             weights = context.cached(
@@ -276,14 +250,14 @@ def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLi
             if not (weights / "config.json").is_file():
                 train_preset(params, weights)
             else:
-                _check_trained_with(weights, params)
+                check_trained_with(weights, preset_key_inputs(params))
         else:
             with tempfile.TemporaryDirectory(prefix="tokbench-vae-") as tmp:
                 train_preset(params, tmp)
                 model = AutoencoderKL.from_pretrained(tmp, local_files_only=True, **_LOAD)
-            return _finish(VAETokenizer(model, params, source=f"preset:{params.preset}"), context)
+            return VAETokenizer(model, params, source=f"preset:{params.preset}").placed(context)
         model, source = AutoencoderKL.from_pretrained(str(weights), local_files_only=True, **_LOAD), str(weights)
-    return _finish(VAETokenizer(model, params, source=source), context)
+    return VAETokenizer(model, params, source=source).placed(context)
 
 
 def _release_file(params: VAEParams, filename: str) -> Path:
@@ -312,21 +286,3 @@ def resolve_latent_stats(params: VAEParams) -> Path | None:
     if local is not None or params.release() is None:
         return local
     return _release_file(params, params.release()["latent_stats"])
-
-
-def _check_trained_with(directory: Path, params: VAEParams) -> None:
-    """Refuse to reuse a directory trained with other settings."""
-    summary_path = directory / TRAINING_SUMMARY
-    expected = content_key(preset_key_inputs(params))
-    found = json.loads(summary_path.read_text()).get("cache_key") if summary_path.is_file() else None
-    if found != expected:
-        raise ValueError(
-            f"{str(directory)!r} holds a model trained with other settings (or not by this plugin); "
-            "use an empty directory, or omit `directory` to train into a temporary one"
-        )
-
-
-def _finish(tokenizer: VAETokenizer, context) -> VAETokenizer:
-    if context is not None:
-        tokenizer.to(context.device)
-    return tokenizer.eval()

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 
 from tokbench.errors import MissingAssetError
 from tokbench.training.tiny import (  # noqa: F401 - re-exported for the plugin's callers
     HOLDOUT_SEED_OFFSET, AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources,
-    training_pool, zero_init_residuals,
+    optimizer_step, prepare_model, report_step, summary_head, tail_means, training_pool, training_steps,
+    zero_init_residuals,
 )
 from tokbench_vae.params import TinyTrainParams
 from tokbench_vae.presets import autoencoder_config
@@ -130,24 +131,15 @@ def train_tiny(
             zero_init_residuals(model)
         if train.initial_logvar is not None:
             init_logvar(model, train.initial_logvar)
-        model = model.to(device).train()
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        if train.compile:
-            # In place, so parameter names (and the saved checkpoint) stay unchanged.
-            model.encoder.compile()
-            model.decoder.compile()
+        model = prepare_model(model, device, train.compile)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=train.lr, betas=(0.9, 0.99), weight_decay=train.weight_decay
         )
         generator = torch.Generator().manual_seed(train.seed)  # data order and flips (CPU)
         noise = torch.Generator(device=device).manual_seed(train.seed + 1)  # posterior samples
-        batches = AugmentedBatches(pool, train.batch_size, generator, train.crop_size,
-                                   train.steps - train.full_resolution_steps, device)
+        batches = AugmentedBatches.for_training(pool, train, generator, device)
         history: list[dict[str, float]] = []
-        steps: Iterable[int] = range(train.steps)
-        if track is not None:
-            steps = track(steps, "train vae tiny", train.steps)
+        steps = training_steps(train, track, "train vae tiny")
 
         for step in steps:
             x = batches.batch(step)
@@ -164,36 +156,17 @@ def train_tiny(
                     loss = loss + train.mse_weight * (recon - x).pow(2).mean()
                 if perceptual is not None:
                     loss = loss + train.lpips_weight * perceptual(recon, x).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            optimizer_step(loss, step, model, optimizer)
             history.append({"loss": loss.item(), "l1": l1.item(), "kl": kl.item()})
-            if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
-                steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
-            if log is not None and (step + 1) % max(1, train.steps // 10) == 0:
-                recent = history[-max(1, train.steps // 10) :]
-                log(
-                    f"vae tiny step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
-                    f"kl {history[-1]['kl']:.3f} lr {lr_at(step, train):.2e} ({time.time() - started:.0f}s)"
-                )
+            report_step(steps, log, "vae tiny", step, train, history, started,
+                        lambda: f"kl {history[-1]['kl']:.3f} lr {lr_at(step, train):.2e}")
 
         model.eval()
-        train_seconds = time.time() - started
-        tail = history[-max(1, min(20, len(history))) :]
         summary: dict[str, Any] = {
-            "steps": train.steps,
-            "batch_size": train.batch_size,
-            "device": str(device),
-            "threads": threads,
-            "train_seconds": round(train_seconds, 2),
+            **summary_head(train, device, threads, started),
             "parameters": sum(p.numel() for p in model.parameters()),
             "first_loss": history[0]["loss"],
-            "final_loss": sum(h["loss"] for h in tail) / len(tail),
-            "final_train_l1": sum(h["l1"] for h in tail) / len(tail),
-            "final_kl": sum(h["kl"] for h in tail) / len(tail),
+            **tail_means(history, {"final_loss": "loss", "final_train_l1": "l1", "final_kl": "kl"}),
         }
         train_eval = evaluate(model, pool[: min(len(pool), 64)].cpu())  # first training images, no flips
         summary["train_psnr"] = round(train_eval["psnr"], 3)

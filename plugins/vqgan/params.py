@@ -13,11 +13,12 @@ One source of weights::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from tokbench.errors import MissingAssetError
+from tokbench.training.tiny_params import TinyConvTrainParams
 from tokbench_vqgan import presets
 from tokbench_vqgan.presets import HUB_PREFIX, RELEASED
 
@@ -25,8 +26,9 @@ from tokbench_vqgan.presets import HUB_PREFIX, RELEASED
 TAMING_CONFIG_CANDIDATES = ("../configs/model.yaml", "model.yaml")
 
 
-class TinyTrainParams(BaseModel):
-    """How the ``tiny`` preset is trained, and its model size knobs.
+class TinyTrainParams(TinyConvTrainParams):
+    """How the ``tiny`` preset is trained, and its model size knobs (the schedule, image pool,
+    crops and checks: :class:`~tokbench.training.tiny_params.TinyConvTrainParams`).
 
     Loss (images in [-1, 1]): ``mean|x - x_hat| + mse_weight * mean (x - x_hat)^2
     + codebook_weight * VQ loss + lpips_weight * LPIPS + GAN``. The VQ loss puts ``beta`` on
@@ -36,40 +38,25 @@ class TinyTrainParams(BaseModel):
     on two CPU cores (measured figures in the plugin README).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    group_normed: ClassVar[tuple[str, ...]] = ("block_out_channels", "latent_channels")
 
-    steps: PositiveInt = 1500
-    batch_size: PositiveInt = 16
     lr: PositiveFloat = 1e-3
     #: the codebook's learning rate is ``lr * codebook_lr_scale``
     codebook_lr_scale: PositiveFloat = 1.0
-    warmup_steps: NonNegativeInt = 30
-    mse_weight: NonNegativeFloat = 1.0
     codebook_weight: NonNegativeFloat = 1.0
     beta: NonNegativeFloat = 0.25
     #: taming's beta placement (codebook term x beta, commitment x 1) instead of VQ-VAE's
     legacy_beta: bool = False
-    #: LPIPS needs torchvision's VGG16 weights ($TOKBENCH_LPIPS_VGG or the torch-hub cache); > 0 without them is an error
-    lpips_weight: NonNegativeFloat = 0.0
     #: PatchGAN (hinge) weight, multiplied by taming's adaptive weight; 0 = no discriminator
     gan_weight: NonNegativeFloat = 0.0
     gan_start: NonNegativeInt = 0
     disc_layers: PositiveInt = 2
-    resolution: int = Field(64, ge=8)
-    #: random crop size for all but the last ``full_resolution_steps`` steps; None: whole images throughout
-    crop_size: PositiveInt | None = 32
-    full_resolution_steps: NonNegativeInt = 120
-    num_images: PositiveInt = 4096
-    holdout_images: PositiveInt = 64
-    seed: NonNegativeInt = 0
-    zero_init_residuals: bool = True
     #: start the codebook from encoder outputs of the first batch (every code starts in use)
     init_codebook_from_data: bool = True
     #: every ``restart_window`` steps, the codes that no training token chose in that window are
     #: re-initialised from encoder outputs of the current batch (dead-code restart)
     restart_dead_codes: bool = True
     restart_window: PositiveInt = 20
-    compile: bool = False
     # ---- model size knobs ----
     block_out_channels: tuple[PositiveInt, ...] = Field(presets.TINY_BLOCK_OUT_CHANNELS, min_length=1, max_length=6)
     layers_per_block: PositiveInt = presets.TINY_LAYERS_PER_BLOCK
@@ -81,34 +68,6 @@ class TinyTrainParams(BaseModel):
     codebook_dim: PositiveInt = presets.TINY_CODEBOOK_DIM
     #: LlamaGen's cosine lookup: l2-normalised latents and codebook
     l2_norm: bool = True
-
-    @model_validator(mode="after")
-    def _check_architecture(self) -> "TinyTrainParams":
-        bad = [c for c in (*self.block_out_channels, self.latent_channels) if c % self.norm_num_groups]
-        if bad:
-            raise ValueError(
-                f"block_out_channels and latent_channels must be divisible by norm_num_groups={self.norm_num_groups}; "
-                f"{bad} are not (change norm_num_groups or the channel counts)"
-            )
-        factor = presets.downsample_factor(self.block_out_channels)
-        for name in ("resolution", "crop_size"):
-            value = getattr(self, name)
-            if value is not None and value % factor:
-                raise ValueError(
-                    f"{name} {value} is not divisible by the downsampling factor {factor} of "
-                    f"{len(self.block_out_channels)} levels; use a multiple of {factor}"
-                )
-        if self.crop_size is not None and self.crop_size > self.resolution:
-            raise ValueError(f"crop_size {self.crop_size} is larger than resolution {self.resolution}; lower it or set null")
-        return self
-
-    @property
-    def downsample(self) -> int:
-        return presets.downsample_factor(self.block_out_channels)
-
-    def cache_inputs(self) -> dict:
-        """What determines the trained weights (``compile`` is an execution detail)."""
-        return self.model_dump(mode="json", exclude={"compile"})
 
 
 class VQGANParams(BaseModel):

@@ -70,8 +70,3 @@ TINY_LATENT_CHANNELS = 16
 TINY_NORM_NUM_GROUPS = 4
 TINY_CODEBOOK_SIZE = 1024
 TINY_CODEBOOK_DIM = 8
-
-
-def downsample_factor(block_out_channels: tuple[int, ...] | list[int]) -> int:
-    """Spatial downsampling of the conv skeleton: one halving per level but the last."""
-    return 2 ** (len(block_out_channels) - 1)

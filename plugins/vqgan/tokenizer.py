@@ -10,33 +10,33 @@ and take the discrete (B, h, w) code indices.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from tokbench.api import Capability, LatentSpec, Tokenizer
+from tokbench.api import Capability, LatentSpec
 from tokbench.errors import MissingAssetError
-from tokbench.hashing import content_key, state_dict_fingerprint
+from tokbench.hashing import state_dict_fingerprint
 from tokbench.hub import hub_file
+from tokbench.tokenizers.diffusers_model import DiffusersModelTokenizer
+from tokbench.training.tiny import TRAINING_SUMMARY, check_trained_with, write_training_summary
 from tokbench_vqgan import formats
 from tokbench_vqgan.model import VQArchitecture
 from tokbench_vqgan.params import VQGANParams
 from tokbench_vqgan.presets import HUB_PREFIX, RELEASED
 
-TRAINING_SUMMARY = "training.json"
 #: where the tiny preset's weights are written inside its store directory (official layouts)
 TINY_LLAMAGEN_FILE = "vq_tiny.pt"
 TINY_TAMING_FILES = ("ckpts/last.ckpt", "configs/model.yaml")
 logger = logging.getLogger("tokbench_vqgan")
 
 
-class VQGANTokenizer(Tokenizer):
+class VQGANTokenizer(DiffusersModelTokenizer):
     """Wraps a VQ autoencoder; see the module docstring for the conventions."""
 
     capabilities = frozenset({Capability.ENCODE, Capability.DECODE, Capability.DISCRETE})
@@ -52,8 +52,7 @@ class VQGANTokenizer(Tokenizer):
         self.summary = summary
         self.downsample = arch.downsample
         self.native_resolution = arch.sample_size
-        if self.device.type == "cuda":
-            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
+        self._channels_last_on_gpu()
 
     @property
     def quantizer(self):
@@ -99,18 +98,6 @@ class VQGANTokenizer(Tokenizer):
                  "latent": self.params.latent, "precision": self.params.precision}
         return state_dict_fingerprint(self.model.state_dict(), extra=extra)
 
-    def modules(self) -> Sequence[torch.nn.Module]:
-        return [self.model]
-
-    def to(self, device=None, dtype=None) -> "VQGANTokenizer":
-        # torch's Module.to: diffusers' override logs a warning on every dtype cast.
-        kwargs = {name: value for name, value in (("device", device), ("dtype", dtype)) if value is not None}
-        if kwargs:
-            torch.nn.Module.to(self.model, **kwargs)
-        if self.device.type == "cuda":
-            torch.nn.Module.to(self.model, memory_format=torch.channels_last)
-        return self
-
     # ---- helpers ------------------------------------------------------------------
     def _pre_quant(self, images: torch.Tensor) -> torch.Tensor:
         x = self._prepare(images) * 2 - 1
@@ -122,17 +109,6 @@ class VQGANTokenizer(Tokenizer):
         with self._autocast():
             images = self.model.decoder(self.model.post_quant_conv(self._prepare(codes)))
         return ((images.to(self.dtype) + 1) / 2).clamp(0, 1).contiguous()
-
-    def _prepare(self, tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.to(device=self.device, dtype=self.dtype)
-        if tensor.device.type == "cuda":
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        return tensor
-
-    def _autocast(self):
-        if self.params.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @torch.no_grad()
     def codebook_usage(self, images: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
@@ -234,10 +210,8 @@ def train_preset(params: VQGANParams, directory: str | os.PathLike, context=None
     track = context.track if context is not None else None
     model, arch, summary = train_tiny(params.train, train_images, holdout, device=device, track=track, log=logger.info)
     path = export_checkpoint(model.to("cpu"), arch, directory, params.train.steps)
-    summary = {"preset": params.preset, "cache_key": content_key(preset_key_inputs(params, context)),
-               "checkpoint": path.relative_to(directory).as_posix(), **summary}
-    (directory / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    return {"training": summary}
+    return write_training_summary(directory, params.preset, preset_key_inputs(params, context), summary,
+                                  checkpoint=path.relative_to(directory).as_posix())
 
 
 #: bump when the training recipe changes in a way the params do not show
@@ -275,7 +249,7 @@ def build_vqgan(params: VQGANParams | dict, context=None, directory: str | os.Pa
         params = VQGANParams.model_validate(params)
     if params.preset != "tiny":
         model, arch, source = load_checkpoint(params)
-        return _finish(VQGANTokenizer(model, arch, params, source=source), context)
+        return VQGANTokenizer(model, arch, params, source=source).placed(context)
     if context is not None:
         weights = context.cached(
             key_inputs=preset_key_inputs(params, context),
@@ -283,32 +257,14 @@ def build_vqgan(params: VQGANParams | dict, context=None, directory: str | os.Pa
             producer=lambda target: train_preset(params, target, context),
             label=f"vqgan {params.preset}",
         )
-        return _finish(_load_trained(Path(weights), params), context)
+        return _load_trained(Path(weights), params).placed(context)
     if directory is not None:
         weights = Path(directory)
         if tiny_checkpoint(weights) is None:
             train_preset(params, weights)
         else:
-            _check_trained_with(weights, params)
-        return _finish(_load_trained(weights, params), context)
+            check_trained_with(weights, preset_key_inputs(params))
+        return _load_trained(weights, params).placed(context)
     with tempfile.TemporaryDirectory(prefix="tokbench-vqgan-") as tmp:
         train_preset(params, tmp)
-        return _finish(_load_trained(Path(tmp), params), context)
-
-
-def _check_trained_with(directory: Path, params: VQGANParams) -> None:
-    """Refuse to reuse a directory trained with other settings."""
-    summary_path = directory / TRAINING_SUMMARY
-    expected = content_key(preset_key_inputs(params))
-    found = json.loads(summary_path.read_text()).get("cache_key") if summary_path.is_file() else None
-    if found != expected:
-        raise ValueError(
-            f"{str(directory)!r} holds a model trained with other settings (or not by this plugin); "
-            "use an empty directory, or omit `directory` to train into a temporary one"
-        )
-
-
-def _finish(tokenizer: VQGANTokenizer, context) -> VQGANTokenizer:
-    if context is not None:
-        tokenizer.to(context.device)
-    return tokenizer.eval()
+        return _load_trained(Path(tmp), params).placed(context)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from tokbench.errors import MissingAssetError
 from tokbench.training.tiny import (  # noqa: F401 - images_tensor, shapes_sources re-exported for the plugin's callers
-    AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources, training_pool,
-    zero_init_residuals,
+    AugmentedBatches, ImageSource, Track, images_tensor, lr_at, optimizer_step, prepare_model, psnr, report_step,
+    sensible_threads, shapes_sources, summary_head, tail_means, training_pool, training_steps, zero_init_residuals,
 )
 from tokbench_vqgan.model import VQArchitecture, build_model
 from tokbench_vqgan.params import TinyTrainParams
@@ -176,25 +176,17 @@ def train_tiny(
         model = build_model(arch)
         if train.zero_init_residuals:
             zero_init_residuals(model)
-        model = model.to(device).train()
+        model = prepare_model(model, device, train.compile)
         discriminator = None
         if train.gan_weight > 0:
             discriminator = PatchGANDiscriminator(n_layers=train.disc_layers, base_channels=32, norm="batch").to(device).train()
             disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=train.lr, betas=(0.5, 0.9), weight_decay=0.0)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        if train.compile:
-            model.encoder.compile()
-            model.decoder.compile()
         optimizer = torch.optim.AdamW(param_groups(model, train), lr=train.lr, betas=(0.9, 0.99), weight_decay=0.0)
         generator = torch.Generator().manual_seed(train.seed)
         restart = DeadCodeRestart(model.quantize, train.restart_window, generator, optimizer) if train.restart_dead_codes else None
-        batches = AugmentedBatches(pool, train.batch_size, generator, train.crop_size,
-                                   train.steps - train.full_resolution_steps, device)
+        batches = AugmentedBatches.for_training(pool, train, generator, device)
         history: list[dict[str, float]] = []
-        steps: Iterable[int] = range(train.steps)
-        if track is not None:
-            steps = track(steps, "train vqgan tiny", train.steps)
+        steps = training_steps(train, track, "train vqgan tiny")
 
         for step in steps:
             x = batches.batch(step)
@@ -219,12 +211,7 @@ def train_tiny(
                     g_loss = hinge_g_loss(discriminator(recon))
                     weight = adaptive_gan_weight(rec_loss, g_loss, model.decoder.conv_out.weight) * train.gan_weight
                     loss = loss + weight * g_loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            optimizer_step(loss, step, model, optimizer)
             if restart is not None:
                 restart.observe(codes, latents)
             d_loss = torch.zeros(())
@@ -239,30 +226,15 @@ def train_tiny(
                 disc_optimizer.step()
             history.append({"loss": loss.item(), "l1": l1.item(), "vq": vq_loss.item(), "g": g_loss.item(),
                             "d": d_loss.item(), "codes": int(codes.unique().numel())})
-            if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
-                steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
-            if log is not None and (step + 1) % max(1, train.steps // 10) == 0:
-                recent = history[-max(1, train.steps // 10):]
-                log(
-                    f"vqgan tiny step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
-                    f"vq {history[-1]['vq']:.4f} codes/batch {history[-1]['codes']} lr {lr_at(step, train):.2e} "
-                    f"({time.time() - started:.0f}s)"
-                )
+            report_step(steps, log, "vqgan tiny", step, train, history, started,
+                        lambda: f"vq {history[-1]['vq']:.4f} codes/batch {history[-1]['codes']} lr {lr_at(step, train):.2e}")
 
         model.eval()
-        train_seconds = time.time() - started
-        tail = history[-max(1, min(20, len(history))):]
         summary: dict[str, Any] = {
-            "steps": train.steps,
-            "batch_size": train.batch_size,
-            "device": str(device),
-            "threads": threads,
-            "train_seconds": round(train_seconds, 2),
+            **summary_head(train, device, threads, started),
             "parameters": sum(p.numel() for p in model.parameters()),
             "first_loss": history[0]["loss"],
-            "final_loss": sum(h["loss"] for h in tail) / len(tail),
-            "final_train_l1": sum(h["l1"] for h in tail) / len(tail),
-            "final_vq_loss": sum(h["vq"] for h in tail) / len(tail),
+            **tail_means(history, {"final_loss": "loss", "final_train_l1": "l1", "final_vq_loss": "vq"}),
             "restarted_codes": restart.restarted if restart is not None else 0,
         }
         train_eval = evaluate(model, pool[: min(len(pool), 64)])

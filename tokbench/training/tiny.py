@@ -1,6 +1,9 @@
 """What the plugins' short ``tiny``-preset training loops share: the built-in ``shapes`` images
 (train + held-out), the image tensor, the augmented batch stream, thread capping, warm-up + cosine
-learning rate, 8-bit PSNR, and zero-initialised residual branches for diffusers conv autoencoders.
+learning rate, 8-bit PSNR, zero-initialised residual branches for diffusers conv autoencoders,
+and the loop's plumbing: model placement, the clipped optimizer step, progress and log lines, the
+run summary, and the ``training.json`` that ties a trained directory to its settings. Each plugin
+keeps its model, its loss and its preset (the settings: :mod:`tokbench.training.tiny_params`).
 
 ``settings`` below is any object with the fields the function reads (the plugins' pydantic
 ``TinyTrainParams``): ``num_images``, ``holdout_images``, ``resolution``, ``seed``;
@@ -10,8 +13,11 @@ learning rate, 8-bit PSNR, and zero-initialised residual branches for diffusers 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import torch
@@ -22,6 +28,8 @@ Track = Callable[[Iterable[T], str, "int | None"], Iterable[T]]
 
 #: held-out images come from the 'val' split with this seed offset (never trained on)
 HOLDOUT_SEED_OFFSET = 1
+#: a trained preset's summary file (beside its weights): preset, cache key, training figures
+TRAINING_SUMMARY = "training.json"
 
 
 class ImageSource(Protocol):
@@ -100,6 +108,86 @@ def preset_key_inputs(family: str, training_format: int, preset: str, train: Any
     }
 
 
+def prepare_model(model: torch.nn.Module, device: torch.device, compile: bool) -> torch.nn.Module:
+    """``model`` on ``device`` in train mode, channels-last on GPU; with ``compile``, its ``encoder``
+    and ``decoder`` compiled in place (so parameter names, and the saved checkpoint, stay unchanged)."""
+    model = model.to(device).train()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model.encoder.compile()
+        model.decoder.compile()
+    return model
+
+
+def training_steps(train: Any, track: "Track | None", description: str) -> Iterable[int]:
+    """``range(train.steps)``, through the progress wrapper ``track`` when there is one."""
+    steps: Iterable[int] = range(train.steps)
+    return track(steps, description, train.steps) if track is not None else steps
+
+
+def optimizer_step(loss: torch.Tensor, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   max_norm: float = 1.0) -> None:
+    """Backward and one optimizer step with the gradient norm clipped at ``max_norm``; a
+    FloatingPointError naming the step when the loss is not finite."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+
+
+def report_step(steps: Iterable[int] | None, log: Callable[[str], None] | None, name: str, step: int, train: Any,
+                history: list[dict[str, float]], started: float, details: Callable[[], str]) -> None:
+    """A tiny run's progress: the train L1 on the progress bar (``steps``, when it is one) every 10
+    steps, and a log line every tenth of the run: ``<name> step k/n: l1 <mean over the last tenth>
+    <details()> (<seconds>s)``."""
+    if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
+        steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
+    tenth = max(1, train.steps // 10)
+    if log is not None and (step + 1) % tenth == 0:
+        recent = history[-tenth:]
+        log(f"{name} step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
+            f"{details()} ({time.time() - started:.0f}s)")
+
+
+def summary_head(train: Any, device: torch.device, threads: int, started: float) -> dict[str, Any]:
+    """The first entries of a tiny run's summary: steps, batch size, device, threads, seconds so far."""
+    return {"steps": train.steps, "batch_size": train.batch_size, "device": str(device), "threads": threads,
+            "train_seconds": round(time.time() - started, 2)}
+
+
+def tail_means(history: list[dict[str, float]], keys: dict[str, str], last: int = 20) -> dict[str, float]:
+    """``{summary name: mean of the history key over the last ``last`` steps}``."""
+    tail = history[-max(1, min(last, len(history))):]
+    return {name: sum(h[key] for h in tail) / len(tail) for name, key in keys.items()}
+
+
+def write_training_summary(directory: Path, preset: str, key_inputs: dict[str, Any], summary: dict[str, Any],
+                           **extra: Any) -> dict[str, Any]:
+    """Write a trained preset's ``training.json`` (preset, cache key of ``key_inputs``, ``extra`` and
+    the training summary) into ``directory``; returns the store-manifest entry ``{"training": ...}``."""
+    from tokbench.hashing import content_key
+
+    summary = {"preset": preset, "cache_key": content_key(key_inputs), **extra, **summary}
+    (directory / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return {"training": summary}
+
+
+def check_trained_with(directory: Path, key_inputs: dict[str, Any]) -> None:
+    """Refuse to reuse a directory trained with other settings than ``key_inputs`` say."""
+    from tokbench.hashing import content_key
+
+    summary_path = directory / TRAINING_SUMMARY
+    found = json.loads(summary_path.read_text()).get("cache_key") if summary_path.is_file() else None
+    if found != content_key(key_inputs):
+        raise ValueError(
+            f"{str(directory)!r} holds a model trained with other settings (or not by this plugin); "
+            "use an empty directory, or omit `directory` to train into a temporary one"
+        )
+
+
 def training_pool(train: Any, train_images: "ImageSource | torch.Tensor",
                   holdout_images: "ImageSource | torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The uint8 training images (N, 3, H, W) (the first ``train.num_images`` of a source) and the
@@ -130,6 +218,13 @@ class AugmentedBatches:
         self.batch_size, self.generator = batch_size, generator
         self.crop_size, self.crop_until = crop_size, crop_until
         self.order, self.cursor = torch.randperm(len(self.pool), generator=generator), 0
+
+    @classmethod
+    def for_training(cls, pool: torch.Tensor, train: Any, generator: torch.Generator,
+                     device: torch.device) -> "AugmentedBatches":
+        """The batches of a tiny run: ``train.batch_size``, crops of ``train.crop_size`` until the last
+        ``train.full_resolution_steps`` steps."""
+        return cls(pool, train.batch_size, generator, train.crop_size, train.steps - train.full_resolution_steps, device)
 
     def batch(self, step: int) -> torch.Tensor:
         if self.cursor + self.batch_size > len(self.order):
