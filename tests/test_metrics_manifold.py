@@ -25,3 +25,28 @@ def test_identical_sets_are_fully_covered():
     points = np.random.default_rng(1).normal(size=(50, 8))
     precision_hits, recall_hits = manifold_hits(points, points.copy())
     assert precision_hits.all() and recall_hits.all()
+
+
+def test_hits_match_the_definition_on_shifted_clouds():
+    """Brute-force distances, no blocks: precision and recall as Kynkäänniemi et al. define them."""
+
+    def distances(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 16))
+    fake = rng.standard_normal((200, 16)) * 0.6 + 0.8  # narrower and shifted: precision != recall
+    real_radius = np.sort(distances(real, real), axis=1)[:, 3]  # column 0 is the point itself
+    fake_radius = np.sort(distances(fake, fake), axis=1)[:, 3]
+    precision_hits, recall_hits = manifold_hits(real, fake, k=3, block=64)  # several blocks
+    assert (precision_hits == (distances(fake, real) <= real_radius[None, :]).any(axis=1)).all()
+    assert (recall_hits == (distances(real, fake) <= fake_radius[None, :]).any(axis=1)).all()
+    assert abs(precision_hits.mean() - recall_hits.mean()) > 0.05
+    assert not manifold_hits(real, real + 100.0)[0].any()
+
+
+def test_too_few_samples_is_an_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="needs more than 3 samples"):
+        manifold_hits(np.zeros((3, 4)), np.zeros((10, 4)))
