@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tokbench.data.base import ImageDataset
+from tokbench.data.base import ImageDataset, check_crop
 from tokbench.data.params import CropName, ImageFolderParams
 from tokbench.data.transforms import CROP_FUNCTIONS, TRANSFORMS_VERSION
 from tokbench.errors import MissingAssetError, TokbenchError
@@ -73,8 +73,6 @@ class ImageFolderDataset(ImageDataset):
 
     def view(self, crop: str, resolution: int) -> "ImageFolderDataset":
         """The original files under another crop/resolution (exact, not a re-crop of ours)."""
-        from tokbench.data.views import check_crop
-
         check_crop(crop)
         if crop == self.params.crop and resolution == self.resolution:
             return self

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tokbench.data.base import ImageDataset
+from tokbench.data.base import ImageDataset, ResampledView, check_crop
 from tokbench.data.params import ShapesParams
 from tokbench.hashing import content_key
 
@@ -297,7 +297,6 @@ class ShapesDataset(ImageDataset):
         """Re-rendered, not resampled: every crop of a square image is a resize of it,
         except ``center-0.875``, which crops a render at ``resolution / 0.875``."""
         from tokbench.data.transforms import EVAL_CROP_FRACTION
-        from tokbench.data.views import ResampledView, check_crop
 
         check_crop(crop)
         if crop != "center-0.875":

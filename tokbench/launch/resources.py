@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
+from tokbench.config_files import interpolate_env, pydantic_problems
 from tokbench.errors import TokbenchError
 
 
@@ -69,8 +70,6 @@ def profile_dirs() -> list[Path]:
 
 def load_profile(name: str) -> SlurmProfile:
     """A profile by name (``slurm/profiles/<name>.yaml``) or by path to a YAML file."""
-    from tokbench.config import _interpolate, pydantic_problems
-
     candidates = [Path(name)] if name.endswith((".yaml", ".yml")) else [d / f"{name}.yaml" for d in profile_dirs()]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
@@ -78,7 +77,7 @@ def load_profile(name: str) -> SlurmProfile:
         raise TokbenchError(f"launcher.profile: no Slurm profile {name!r}; known: {', '.join(known) or 'none'} "
                             f"(looked in {', '.join(str(d) for d in profile_dirs())})")
     problems: list[str] = []
-    data = _interpolate(yaml.safe_load(path.read_text()) or {}, "", problems, str(path))
+    data = interpolate_env(yaml.safe_load(path.read_text()) or {}, "", problems, str(path))
     if problems:
         raise TokbenchError("\n".join(problems))
     try:
