@@ -74,15 +74,12 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
 
     before = commits(store)
     mtimes = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file() and not {"runs", "locks", "leaderboards"} & set(p.parts)}
-    started = time.time()
     second = run_cli("run", str(suite), "--store", str(store))
-    elapsed = time.time() - started
     assert second.returncode == 0, second.stderr
     assert "2 unit(s), 2 already in the store" in second.stdout
     assert commits(store) == before, "a rerun must not recompute any artifact"
     after = {p: p.stat().st_mtime_ns for p in mtimes}
     assert after == mtimes
-    assert elapsed < 30, f"rerun took {elapsed:.1f}s"
 
     exported = run_cli("export", "--store", str(store), "--format", "csv")
     assert exported.returncode == 0 and exported.stdout.count("\n") == 1 + 2 * 6  # header + 2 tokenizers x (4 metrics + encode/decode GFLOPs)
