@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from tokbench.errors import MissingAssetError
+from tokbench.training.perceptual import lpips_training_loss
 from tokbench.training.tiny import (  # noqa: F401 - re-exported for the plugin's callers
     HOLDOUT_SEED_OFFSET, AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources,
     optimizer_step, prepare_model, report_step, summary_head, tail_means, training_pool, training_steps,
@@ -28,39 +28,6 @@ from tokbench_vae.presets import autoencoder_config
 
 
 # ---- helpers -------------------------------------------------------------------
-def lpips_loss(device: torch.device) -> torch.nn.Module:
-    """LPIPS(VGG, v0.1) as a training loss, with the VGG16 backbone found the way the
-    LPIPS metric finds it (``$TOKBENCH_LPIPS_VGG`` or the torch-hub cache; never
-    downloaded). Missing weights are a MissingAssetError, never a silent skip."""
-    import warnings
-
-    from tokbench.metrics.errors import MetricUnavailable
-    from tokbench.metrics.perceptual import find_vgg16_weights
-
-    fix = "or set `train: {lpips_weight: 0}`"
-    try:
-        path = find_vgg16_weights()
-    except MetricUnavailable as error:
-        raise MissingAssetError(f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} ({fix})") from error
-    import lpips
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # pnet_rand: build the backbone without downloading; its weights are loaded below.
-        module = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        # lpips names torchvision's ``features.<i>.<param>`` as ``slice<k>.<i>.<param>``
-        backbone = {key: state[f"features.{key.split('.', 1)[1]}"] for key in module.net.state_dict()}
-        module.net.load_state_dict(backbone, strict=True)
-    except Exception as error:  # noqa: BLE001 - any unusable file gets the same advice
-        raise MissingAssetError(
-            f"{path} is not torchvision's VGG16 state dict ({type(error).__name__}: {error}); "
-            f"provide vgg16-397923af.pth via $TOKBENCH_LPIPS_VGG or the torch-hub cache ({fix})"
-        ) from error
-    return module.to(device).eval().requires_grad_(False)
-
-
 def init_logvar(model, value: float) -> None:
     """Start the posterior log-variance at ``value`` (instead of about 0) so the decoder
     sees informative latents from the first step, not unit-variance noise."""
@@ -122,7 +89,7 @@ def train_tiny(
     started = time.time()
     device = torch.device(device)
     pool, holdout = training_pool(train, train_images, holdout_images)
-    perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
+    perceptual = lpips_training_loss(device) if train.lpips_weight > 0 else None
 
     with sensible_threads() as threads:
         torch.manual_seed(train.seed)
@@ -155,7 +122,7 @@ def train_tiny(
                 if train.mse_weight > 0:
                     loss = loss + train.mse_weight * (recon - x).pow(2).mean()
                 if perceptual is not None:
-                    loss = loss + train.lpips_weight * perceptual(recon, x).mean()
+                    loss = loss + train.lpips_weight * perceptual(recon, x)
             optimizer_step(loss, step, model, optimizer)
             history.append({"loss": loss.item(), "l1": l1.item(), "kl": kl.item()})
             report_step(steps, log, "vae tiny", step, train, history, started,

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from tokbench.errors import MissingAssetError
+from tokbench.training.perceptual import lpips_training_loss
 from tokbench.training.tiny import (  # noqa: F401 - images_tensor, shapes_sources re-exported for the plugin's callers
     AugmentedBatches, ImageSource, Track, images_tensor, lr_at, optimizer_step, prepare_model, psnr, report_step,
     sensible_threads, shapes_sources, summary_head, tail_means, training_pool, training_steps, zero_init_residuals,
@@ -41,18 +41,6 @@ def tiny_architecture(train: TinyTrainParams) -> VQArchitecture:
         norm_num_groups=train.norm_num_groups, l2_norm=train.l2_norm, beta=train.beta, legacy_beta=train.legacy_beta,
         sample_size=train.resolution,
     )
-
-
-def lpips_loss(device: torch.device) -> torch.nn.Module:
-    """LPIPS-VGG on [-1, 1] images with the locally provided VGG16 (never downloaded);
-    missing weights are a MissingAssetError, never a silent skip."""
-    from tokbench.metrics.errors import MetricUnavailable
-    from tokbench.training.perceptual import LPIPSLoss
-
-    try:
-        return LPIPSLoss(input_space="signed").to(device)
-    except MetricUnavailable as error:
-        raise MissingAssetError(f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} (or set `train: {{lpips_weight: 0}}`)") from error
 
 
 def sample_codes(quantizer, latents: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -168,7 +156,7 @@ def train_tiny(
     started = time.time()
     device = torch.device(device)
     pool, holdout = training_pool(train, train_images, holdout_images)
-    perceptual = lpips_loss(device) if train.lpips_weight > 0 else None
+    perceptual = lpips_training_loss(device) if train.lpips_weight > 0 else None
     arch = tiny_architecture(train)
 
     with sensible_threads() as threads:

@@ -21,7 +21,7 @@ from tokbench.layers import IMAGENET_MEAN, IMAGENET_STD
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, vgg16_features_state, find_vgg16_weights
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SPACES", "LPIPSLoss", "to_signed"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SPACES", "LPIPSLoss", "lpips_training_loss", "to_signed"]
 
 INPUT_SPACES = ("unit", "signed", "imagenet")
 
@@ -110,3 +110,17 @@ class LPIPSLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input_space={self.input_space!r}, backbone={self.backbone!r}, vgg_weights={self.vgg_weights}"
+
+
+def lpips_training_loss(device: torch.device | str, input_space: str = "signed") -> LPIPSLoss:
+    """The LPIPS term of a tiny preset's loss (``train.lpips_weight > 0``), on ``device``; VGG16
+    weights that are missing or unusable are a MissingAssetError that says how to provide them
+    or to switch the term off, never a silent skip."""
+    from tokbench.errors import MissingAssetError
+
+    try:
+        return LPIPSLoss(input_space=input_space).to(device)
+    except MetricUnavailable as error:
+        raise MissingAssetError(
+            f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} (or set `train: {{lpips_weight: 0}}`)"
+        ) from error

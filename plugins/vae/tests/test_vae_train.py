@@ -55,7 +55,7 @@ def test_lpips_with_a_vgg_file_trains(empty_torch_hub, tmp_path, monkeypatch):
     assert summary["steps"] == 2 and summary["final_loss"] == summary["final_loss"]  # finite, ran
     (tmp_path / "bad.pth").write_bytes(b"not a state dict")
     monkeypatch.setenv("TOKBENCH_LPIPS_VGG", str(tmp_path / "bad.pth"))
-    with pytest.raises(MissingAssetError, match="not torchvision's VGG16 state dict"):
+    with pytest.raises(MissingAssetError, match="cannot read .* as a torch state dict"):
         train_tiny(quick_train_params(lpips_weight=0.1, steps=2), ArrayImages(8, 32))
 
 
