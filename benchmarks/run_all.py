@@ -58,6 +58,11 @@ SETTINGS: dict[str, dict[str, list[str]]] = {
         "cuda": ["--width", "1024", "--classes", "1000", "--samples", "100000", "--iterations", "200"],
         "quick": ["--samples", "512", "--iterations", "2", "--batch", "128", "--classes", "4"],
     },
+    "stats": {
+        "cpu": ["--sizes", "256,1000,5000"],  # --separation: the images-needed study (minutes)
+        "cuda": ["--sizes", "256,1000,5000"],  # numpy only: the same CPU work
+        "quick": ["--sizes", "32", "--dim", "64", "--resamples", "20", "--large-resamples", "2"],
+    },
     "reconstruction": {
         "cpu": ["--images", "128", "--resolution", "64"],
         "cuda": ["--images", "1024", "--resolution", "256"],

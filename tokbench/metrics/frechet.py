@@ -169,6 +169,11 @@ def kernel_inception_distance(
     first set then second, as torch-fidelity does; ``seed=2020`` (torch-fidelity's default) and
     its defaults (100 subsets of 1000) reproduce its KID up to float32-vs-float64 rounding.
     Slightly negative values are valid (the estimator is unbiased).
+
+    The std is the spread over subsets, not a confidence interval: with ``subset_size`` equal to
+    the number of images every subset is the whole set and the std is 0. For an interval use
+    the bootstrap over images, ``tokbench.stats.kid_replicates`` with ``kid_estimate`` (the
+    same statistic on all images at once; see docs/statistics.md).
     """
     x = _as_features(feats1, "feats1")
     y = _as_features(feats2, "feats2")
