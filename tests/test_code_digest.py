@@ -118,3 +118,37 @@ def test_the_stale_reason_names_the_plugin_that_changed():
         "code of plugin jpeg changed since the stored result (aaaaaaaaaaaa -> bbbbbbbbbbbb)")
     assert code_change({"tokenizer": a}, {"tokenizer": {**a, "version": "0.2.0"}}) == "plugin jpeg version changed (0.1.0 -> 0.2.0)"
     assert code_change({}, {"tokenizer": a}) == "the stored result predates code digests"
+
+
+def test_core_code_a_plugin_imports_is_part_of_its_digest(tmp_path, monkeypatch):
+    """A plugin that calls tokbench_<other> (and, the same way, tokbench's core) changes digest when
+    that code changes, directly or through a chain of imports, lazy ones included; code it does
+    not import does not count."""
+    src = tmp_path / "src"
+    core = src / "tokbench_sharedcore"
+    (core / "training").mkdir(parents=True)
+    (core / "__init__.py").write_text("")
+    (core / "training" / "__init__.py").write_text("")
+    (core / "training" / "loop.py").write_text("from tokbench_sharedcore.mathx import scale\nSTEPS = 10\n")
+    (core / "mathx.py").write_text("def scale(x):\n    return 2 * x\n")
+    (core / "unused.py").write_text("X = 1\n")
+    plugin = src / "closurepkg"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text("")
+    (plugin / "train.py").write_text("def fit():\n    from tokbench_sharedcore.training import loop\n    return loop.STEPS\n")
+    (plugin / "model.py").write_text("def decode(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(src))
+    importlib.invalidate_caches()
+
+    def both() -> tuple[str, str]:
+        return (plugin_code("closurepkg", "1", ["closurepkg.model:decode"]).digest,
+                training_digest("closurepkg", ["train.py"])[0])
+
+    before = both()
+    assert "tokbench_sharedcore/mathx.py" in training_digest("closurepkg", ["train.py"])[1]
+    (core / "unused.py").write_text("X = 2\n")
+    assert both() == before
+    (core / "mathx.py").write_text("def scale(x):\n    return 3 * x\n")  # two imports away
+    after = both()
+    assert after[0] != before[0] and after[1] != before[1]
+    assert "sharedcore" not in str(sys.modules.get("tokbench_sharedcore", ""))  # nothing was imported

@@ -7,7 +7,10 @@ the next ``tokbench run`` recomputes them, even when the version was not bumped.
 
 What is hashed: every file of the top-level import package of the registered targets
 (``tokbench_jpeg.tokenizer:build`` -> the folder of ``tokbench_jpeg``), found with
-``importlib.util.find_spec`` and read from disk. Nothing is imported (no torch, no plugin
+``importlib.util.find_spec`` and read from disk, plus the modules of tokbench's core and of
+other ``tokbench_*`` plugins that those files import, transitively (found by reading the
+``import`` lines, lazy ones included: :func:`import_closure`), so an edit to shared code
+such as ``tokbench.training`` changes the digest of every plugin that calls it. Nothing is imported (no torch, no plugin
 module). Skipped: ``__pycache__``/compiled files, ``tests`` folders and ``test_*.py``,
 documentation (``*.md``, ``*.rst``). Data files (preset YAML, vocabularies) count: they
 change what the code does.
@@ -34,6 +37,7 @@ import fnmatch
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -120,10 +124,71 @@ def digest_files(files: Iterable[tuple[str, Path]]) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
+#: ``import tokbench.x.y`` / ``from tokbench_vtp.api import z``, at any indentation (lazy imports count)
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(tokbench\w*(?:\.\w+)*)[ \t]+import[ \t]+([\w, \t()]+)"
+                     r"|import[ \t]+(tokbench\w*(?:\.\w+)*))", re.MULTILINE)
+
+
+def _module_files(module: str) -> list[Path]:
+    """The source file(s) of a dotted module name inside an installed package: ``a.b`` ->
+    ``a/b.py`` or ``a/b/__init__.py`` (and every package ``__init__`` on the way)."""
+    parts = module.split(".")
+    try:
+        root = package_root(parts[0])
+    except PluginError:
+        return []
+    if root.is_file():
+        return [root]
+    found = [root / "__init__.py"]
+    for depth in range(1, len(parts) + 1):
+        base = root.joinpath(*parts[1:depth])
+        for candidate in (base.with_suffix(".py") if depth > 1 else None, base / "__init__.py"):
+            if candidate is not None and candidate.is_file():
+                found.append(candidate)
+    return [f for f in found if f.is_file()]
+
+
+def import_closure(files: Iterable[tuple[str, Path]], own: Iterable[str] = ()) -> list[tuple[str, Path]]:
+    """The files of other tokbench packages (the core ``tokbench`` and ``tokbench_*`` plugins) that
+    ``files`` import, directly or through each other, read as text (nothing is imported). A plugin's
+    results depend on the core code it calls (``tokbench.training``, ``tokbench.layers``, ...), so an
+    edit there must change its digest too. ``own``: packages already digested whole."""
+    own = set(own)
+    seen: dict[Path, str] = {}
+    queue = [path for _, path in files]
+    visited: set[Path] = set()
+    while queue:
+        path = queue.pop()
+        if path in visited or path.suffix != ".py":
+            continue
+        visited.add(path)
+        text = path.read_text(errors="replace")
+        for match in _IMPORT.finditer(text):
+            module = match.group(1) or match.group(3)
+            names = [n.strip() for n in (match.group(2) or "").replace("(", " ").replace(")", " ").split(",")]
+            if module.split(".")[0] in own:
+                continue
+            modules = [module] + [f"{module}.{n.split()[0]}" for n in names if n and n.split()[0].isidentifier()]
+            for name in modules:
+                for found in _module_files(name):
+                    if found in seen:
+                        continue
+                    package = name.split(".")[0]
+                    root = package_root(package)
+                    relative = found.relative_to(root).as_posix() if root.is_dir() else found.name
+                    if package == "tokbench" and any(fnmatch.fnmatch(relative, p) for p in TOKBENCH_NON_COMPUTING):
+                        continue
+                    seen[found] = f"{package}/{relative}"
+                    queue.append(found)
+    return sorted(((label, path) for path, label in seen.items()), key=lambda item: item[0])
+
+
 def plugin_code(plugin: str, version: str, targets: Iterable[str]) -> CodeDigest:
-    """The digest of the packages that hold ``targets`` (the ``module:attr`` strings a plugin registered)."""
+    """The digest of the packages that hold ``targets`` (the ``module:attr`` strings a plugin
+    registered) and of the tokbench code they import (:func:`import_closure`)."""
     packages = tuple(sorted({top_package(t) for t in targets}))
     files = [(f"{package}/{relative}", path) for package in packages for relative, path in source_files(package)]
+    files += import_closure(files, own=packages)
     digest, count = digest_files(files)
     return CodeDigest(plugin, version, digest, packages, count)
 
@@ -139,5 +204,6 @@ def training_digest(package: str, patterns: Iterable[str]) -> tuple[str, list[st
         if not any(fnmatch.fnmatch(rel, pattern) for rel, _ in files):
             raise PluginError(f"training_code() of package {package!r} names {pattern!r}, which matches no file of "
                               f"{package_root(package)}; name files relative to that folder, e.g. 'train.py'")
-    digest, _ = digest_files(chosen)
-    return digest, [rel for rel, _ in chosen]
+    imported = import_closure(chosen)  # the core training code it calls, and its own modules it imports
+    digest, _ = digest_files(chosen + imported)
+    return digest, [rel for rel, _ in chosen] + [label for label, _ in imported]
