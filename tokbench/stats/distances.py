@@ -76,7 +76,8 @@ def _sqrt_trace_over_resamples(matrix: np.ndarray, counts: np.ndarray, *, symmet
     return result
 
 
-def _paired_trace_terms(x0: np.ndarray, y0: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _paired_trace_terms(x0: np.ndarray, y0: np.ndarray,
+                        counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per resample: tr S1_c, tr S2_c, tr sqrt(S1_c S2_c), and the Gram matrices' mean-shift quadratic form."""
     n = x0.shape[0]
     g1, g2, cross = x0 @ x0.T, y0 @ y0.T, x0 @ y0.T
@@ -205,7 +206,8 @@ def _kid_from_counts(x: np.ndarray, y: np.ndarray, counts_x: np.ndarray, counts_
     return within_x / (n * n - squares_x) + within_y / (m * m - squares_y) - 2.0 * between / (n * m)
 
 
-def _kid_inputs(features: np.ndarray, reference: np.ndarray, gamma: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+def _kid_inputs(features: np.ndarray, reference: np.ndarray,
+                gamma: float | None) -> tuple[np.ndarray, np.ndarray, float]:
     x = _as_features(features, "features")
     y = _as_features(reference, "reference")
     _check_pair(x, y)
