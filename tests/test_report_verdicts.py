@@ -175,3 +175,32 @@ def test_plot_points_never_average_unlike_results_and_carry_intervals(store_and_
         [round(float(records[0]["metrics"]["psnr"]), 3), round(float(other["metrics"]["psnr"]), 3)])
     value, low, high = points["worse"]
     assert low < value < high
+
+
+def test_generation_rows_are_compared_unpaired_and_recall_resamples_the_generated_set(tmp_path):
+    store = Store(tmp_path / "store")
+    rng = np.random.default_rng(4)
+    reference = rng.normal(size=(N, 8))
+    reference_ptr = pointer(_artifact(store, "genref", {"features.npy": reference}), "features.npy")
+    records = []
+    for name, shift in (("near", 0.1), ("far", 1.5)):
+        samples = rng.normal(loc=shift, size=(N, 8))
+        key = _artifact(store, f"gen{name}", {"features.npy": samples})
+        from tokbench.metrics.frechet import frechet_distance_from_features
+        from tokbench.stats.manifold import recall_hits
+
+        evidence = {"gfid": distance("frechet", pointer(key, "features.npy"), reference_ptr, paired=False),
+                    "recall": distance("recall", pointer(key, "features.npy"), reference_ptr, paired=False)}
+        records.append(record("generation", "generation", "gfid-v2", name, name,
+                              {"gfid": frechet_distance_from_features(reference, samples),
+                               "recall": float(recall_hits(reference, samples).mean())},
+                              key=f"gen-{name}", details={"num_images": N, "evidence": evidence}))
+    table = build_report(records, store=store).tables[0]
+    columns = {c.metric: i for i, c in enumerate(table.columns)}
+    rows = {name: i for i, name in enumerate(table.rows)}
+    for metric in ("gfid", "recall"):
+        near, far = table.cell(rows["near"], columns[metric]), table.cell(rows["far"], columns[metric])
+        assert near.ci_low <= near.value <= near.ci_high and far.ci_low <= far.value <= far.ci_high
+        assert near.tied_with_best and far.tied_with_best is False
+        assert "unpaired" in far.test
+    assert "manifold rebuilt" in table.cell(rows["near"], columns["recall"]).ci_method

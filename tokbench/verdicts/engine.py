@@ -117,8 +117,14 @@ class VerdictEngine:
         def produce(out) -> None:
             features = np.asarray(self._array(spec["features"]), dtype=np.float64)
             reference = np.asarray(self._array(spec["reference"]), dtype=np.float64)
-            draw = frechet_replicates if spec["kind"] == "frechet" else kid_replicates
-            np.save(out / "replicates.npy", draw(features, reference, settings, paired_reference=bool(spec.get("paired"))))
+            if spec["kind"] == "recall":
+                from tokbench.stats.manifold import recall_replicates
+
+                replicates = recall_replicates(features, reference, settings, k=int(spec.get("k", 3)))
+            else:
+                draw = frechet_replicates if spec["kind"] == "frechet" else kid_replicates
+                replicates = draw(features, reference, settings, paired_reference=bool(spec.get("paired")))
+            np.save(out / "replicates.npy", replicates)
 
         if self.store is None:
             raise EvidenceError("no store to read evidence from")
@@ -132,9 +138,14 @@ class VerdictEngine:
         if material.kind == "proportion":
             successes = int(round(float(material.items.sum())))
             return wilson_interval(successes, material.n, self.settings.level)
-        construction = {"mean": MEAN_INTERVAL, "frechet": FRECHET_INTERVAL, "kid": KID_INTERVAL}[material.kind]
+        from tokbench.stats.manifold import RECALL_INTERVAL
+
+        construction = {"mean": MEAN_INTERVAL, "frechet": FRECHET_INTERVAL, "kid": KID_INTERVAL,
+                        "recall": RECALL_INTERVAL}[material.kind]
         over = f"{material.n} items"
-        if material.kind in ("frechet", "kid"):
+        if material.kind == "recall":
+            over = f"{material.n} generated samples (their manifold rebuilt per resample; real samples fixed)"
+        elif material.kind in ("frechet", "kid"):
             over += "; reference resampled with the same indices" if material.paired else "; reference fixed"
         return interval_from_replicates(material.value, material.replicates, self.settings, construction, over=over)
 

@@ -12,6 +12,8 @@ Kinds (``kind``):
 ``proportion``  the mean of 0/1 ``values`` (top-1 / top-5 correctness, precision/recall hits)
 ``frechet``     Fréchet distance between ``features`` and ``reference`` (rFID, gFID)
 ``kid``         kernel Inception distance between ``features`` and ``reference``
+``recall``      improved recall of ``reference`` (real) against ``features`` (generated): its
+                replicates rebuild the generated manifold per resample (``tokbench.stats.manifold``)
 
 ``paired`` says whether rows of one column saw the same items (reconstruction, probes,
 zero-shot: yes; generated samples: no), which decides the test between rows.
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("mean", "proportion", "frechet", "kid")
+KINDS = ("mean", "proportion", "frechet", "kid", "recall")
 
 
 def pointer(artifact: str, file: str, shards: int | None = None) -> dict[str, Any]:
@@ -45,8 +47,8 @@ def per_item(kind: str, values: dict[str, Any], paired: bool = True) -> dict[str
 def distance(kind: str, features: dict[str, Any], reference: dict[str, Any], paired: bool) -> dict[str, Any]:
     """Evidence of a distance between two feature sets (``kind``: frechet or kid). ``paired``: the
     reference rows are the same items as the feature rows (rFID: originals and their reconstructions)."""
-    if kind not in ("frechet", "kid"):
-        raise ValueError(f"distance evidence kind must be frechet or kid, got {kind!r}")
+    if kind not in ("frechet", "kid", "recall"):
+        raise ValueError(f"distance evidence kind must be frechet, kid or recall, got {kind!r}")
     return {"kind": kind, "features": features, "reference": reference, "paired": paired}
 
 
