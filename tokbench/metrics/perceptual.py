@@ -19,7 +19,7 @@ import torch
 
 from tokbench.hashing import file_identity
 from tokbench.metrics.errors import MetricUnavailable
-from tokbench.metrics.precision import no_tf32
+from tokbench.metrics.tf32_guard import no_tf32
 
 __all__ = ["ENV_LPIPS_VGG", "LPIPSMetric", "MetricUnavailable", "find_vgg16_weights", "load_lpips"]
 

@@ -1,4 +1,4 @@
-"""Numerical-precision guards for metric networks."""
+"""A TF32 guard for metric networks: full-precision float32 while they run on a GPU."""
 
 from __future__ import annotations
 
