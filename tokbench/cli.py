@@ -275,6 +275,8 @@ def _write_results(store, records, directory: Path, suite) -> tuple[dict[str, Pa
         return {}, ""
     lines = [("\n" if index else "") + markdown_table(table) for index, table in enumerate(report.tables)]
     lines += _unavailable_notes(records)
+    if report.predictions:  # budget ladders: predictions, apart from the measured tables
+        lines.append("\n" + report.predictions)
     printed = "\n".join(lines)
     click.echo(printed)
     if not report.tables:

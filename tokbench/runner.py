@@ -337,38 +337,49 @@ def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_di
     if task_config.train_dataset:
         task_context.train_dataset = build_dataset(suite, task_config.train_dataset, context.registry)
         task_context.train_dataset_name = task_config.train_dataset
+
+    def result_record(output, kind: str = "result", params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            **base,
+            "type": kind,
+            "task": {
+                "kind": task_config.kind,
+                "name": task_config.display_name,
+                "protocol_version": type(task).protocol_version,
+                "params": {**task.params.model_dump(mode="json"), **(params or {})},
+                # speed-only params: results that differ only in these are still one measurement
+                "execution_params": sorted(type(task).execution_params),
+            },
+            "dataset": {
+                "name": task_config.dataset,
+                "kind": suite.datasets[task_config.dataset].kind,
+                "fingerprint": dataset.fingerprint(),
+                "description": dataset.describe(),
+            },
+            **({"train_dataset": {
+                "name": task_config.train_dataset,
+                "fingerprint": task_context.train_dataset.fingerprint(),
+                "description": task_context.train_dataset.describe(),
+            }} if task_config.train_dataset else {}),
+            "metrics": output.metrics,
+            "unavailable": output.unavailable,
+            "evaluator": output.evaluator,
+            "artifacts": output.artifacts,
+            "inputs": sorted(set(store.used()) | set(output.artifacts)),  # what gc --unreferenced keeps
+            "details": output.details,
+            "provenance": {**provenance.collect(device), "code": code, "started": started, "seconds": time.time() - started},
+            "timings": current_record(),
+        }
+
+    def publish(name: str, output, params: dict[str, Any]) -> None:
+        """A partial result of this unit (a ladder rung) as its own record, kept out of the tables."""
+        _draw_replicates(store, output, suite)
+        store.put_result(content_key({"part_of": unit.key, "part": name}),
+                         {**result_record(output, "rung", params), "part_of": unit.key})
+
+    task_context.publish = publish
     output = task.run(task_context)
-    record = {
-        **base,
-        "type": "result",
-        "task": {
-            "kind": task_config.kind,
-            "name": task_config.display_name,
-            "protocol_version": type(task).protocol_version,
-            "params": task.params.model_dump(mode="json"),
-            # speed-only params: results that differ only in these are still one measurement
-            "execution_params": sorted(type(task).execution_params),
-        },
-        "dataset": {
-            "name": task_config.dataset,
-            "kind": suite.datasets[task_config.dataset].kind,
-            "fingerprint": dataset.fingerprint(),
-            "description": dataset.describe(),
-        },
-        **({"train_dataset": {
-            "name": task_config.train_dataset,
-            "fingerprint": task_context.train_dataset.fingerprint(),
-            "description": task_context.train_dataset.describe(),
-        }} if task_config.train_dataset else {}),
-        "metrics": output.metrics,
-        "unavailable": output.unavailable,
-        "evaluator": output.evaluator,
-        "artifacts": output.artifacts,
-        "inputs": sorted(set(store.used()) | set(output.artifacts)),  # what gc --unreferenced keeps
-        "details": output.details,
-        "provenance": {**provenance.collect(device), "code": code, "started": started, "seconds": time.time() - started},
-        "timings": current_record(),
-    }
+    record = result_record(output)
     _draw_replicates(store, output, suite)
     store.put_result(unit.key, record)
 

@@ -7,6 +7,12 @@ activation checkpointing. Every random draw of step k (batch indices, flip choic
 noise, dropped labels) comes from generators seeded by (seed, k), so a run resumed from a
 checkpoint continues exactly as if it had never stopped: the checkpoint holds the model, the
 EMA, the optimiser and the step, nothing else.
+
+Because the learning rate is constant and nothing depends on the total number of steps, the EMA
+weights at step k of a long run are the weights a run of k steps ends with (``snapshot``): the
+budget ladder (docs/ladders.md) reads its rungs off one run. A schedule that decays toward the
+end would break that; ``snapshot`` refuses when the optimiser's learning rate is not the
+configured constant.
 """
 
 from __future__ import annotations
@@ -163,9 +169,12 @@ class DiTTrainer:
             record["grad_norm"] = grad_norm
         return record
 
-    def fit(self, stop_after: int | None = None, log_every: int = 50) -> list[dict]:
-        """Train to ``settings.steps`` (or ``stop_after`` more steps), checkpointing as configured."""
+    def fit(self, stop_after: int | None = None, log_every: int = 50, until: int | None = None) -> list[dict]:
+        """Train to ``settings.steps`` (or ``stop_after`` more steps, or up to step ``until``),
+        checkpointing as configured."""
         target = self.settings.steps if stop_after is None else min(self.settings.steps, self.step + stop_after)
+        if until is not None:
+            target = min(target, until)
         started = time.perf_counter()
         bar = progress_bar(target, "generator training", initial=self.step, enabled=self.rank == 0)
         while self.step < target:
@@ -224,6 +233,18 @@ class DiTTrainer:
         if self.device.type == "cuda" and self.settings.precision == "bf16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def snapshot(self, path: str | Path) -> Path:
+        """The EMA weights at the current step, in the official layout (``{"ema", "config", "step"}``):
+        what a run of ``self.step`` steps would end with, since the learning rate is constant."""
+        rates = {group["lr"] for group in self.optimizer.param_groups}
+        if rates != {self.settings.lr}:
+            raise ValueError(f"a ladder rung needs a constant learning rate ({self.settings.lr}); the optimiser has "
+                             f"{sorted(rates)}: with a decaying schedule the weights at step {self.step} are not what a "
+                             "shorter run would give (see docs/ladders.md)")
+        path = Path(path)
+        torch.save({"ema": self.ema.state_dict(), "config": self.model.config.to_dict(), "step": self.step}, path)
+        return path
 
     def export_official(self, path: str | Path) -> Path:
         """A checkpoint in LightningDiT's own layout ({"model", "ema", "opt", "config"})."""

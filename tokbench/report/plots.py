@@ -6,7 +6,9 @@
 - ``understanding_vs_generation`` (and ``understanding_vs_reconstruction``): one point per
   tokenizer, a probe or zero-shot accuracy against gFID (rFID);
 - ``reconstruction_grid``: originals above each tokenizer's reconstruction of the same images;
-- ``samples_*``: generated samples of each tokenizer's generator.
+- ``samples_*``: generated samples of each tokenizer's generator;
+- ``ladder*``: budget ladders, rungs with intervals, fitted curves and extrapolation bands
+  (``tokbench.report.ladders``).
 
 A plot whose data is absent is not drawn; the report lists it with the reason.
 """
@@ -211,10 +213,15 @@ def sample_grids(records: list[dict[str, Any]], store, per_tokenizer: int = 8) -
     return [image_grid(sorted(rows, key=lambda r: r[0]), "samples", "Generated samples", "first samples of each generator")]
 
 
-def draw_plots(records: list[dict[str, Any]], frame, store=None) -> tuple[list[Plot], dict[str, str]]:
-    """Every plot the data allows, and why the others were not drawn."""
+def draw_plots(records: list[dict[str, Any]], frame, store=None, ladders=None) -> tuple[list[Plot], dict[str, str]]:
+    """Every plot the data allows, and why the others were not drawn. ``ladders``: the fitted
+    budget ladders (``tokbench.report.ladders.ladder_groups``), one plot per task."""
     records = [r for r in records if r.get("type") == "result"]
     plots: list[Plot] = []
+    if ladders:
+        from tokbench.report.ladders import ladder_plots
+
+        plots += ladder_plots(ladders)
     skipped: dict[str, str] = {}
     kinds = {t: k for t, k in zip(frame["task"], frame["task_kind"])} if len(frame) else {}
     understanding = next((t for t, k in kinds.items() if k == "linear_probe"), None) or next(

@@ -31,6 +31,7 @@ class Report:
     skipped_plots: dict[str, str] = field(default_factory=dict)  # name -> why not drawn
     allow_mixing: bool = False
     timings: str = ""  # Markdown: wall time by phase per unit (tokbench.report.timings)
+    predictions: str = ""  # Markdown: "PREDICTED at <budget>" tables from budget ladders (tokbench.report.ladders)
 
 
 def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None, specs: list[TableSpec] | None = None,
@@ -56,11 +57,20 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     from tokbench.report.timings import timing_table
 
     report.timings = timing_table(r for r in records if suite is None or r.get("suite", {}).get("name") == suite)
+    selected = [r for r in records if suite is None or r.get("suite", {}).get("name") == suite]
+    ladders = None
+    if store is not None and any(r.get("type") == "rung" for r in selected):
+        from tokbench.config import ReportConfig
+        from tokbench.report.ladders import ladder_groups, prediction_table
+        from tokbench.stats import BootstrapSettings
+
+        config = settings or ReportConfig()
+        ladders = ladder_groups(selected, store, BootstrapSettings(config.confidence, config.resamples, config.seed))
+        report.predictions = prediction_table(ladders)
     if plots:
         from tokbench.report.plots import draw_plots
 
-        selected = [r for r in records if suite is None or r.get("suite", {}).get("name") == suite]
-        report.plots, report.skipped_plots = draw_plots(selected, frame, store)
+        report.plots, report.skipped_plots = draw_plots(selected, frame, store, ladders)
     return report
 
 
@@ -103,6 +113,12 @@ def write_leaderboard(report: Report, directory: Path, formats: Iterable[str] = 
         path.write_text(f"# Where the time went: {report.title}\n\nWall time of each unit by phase, slowest first "
                         f"(cached units keep the time of the run that computed them).\n\n{report.timings}\n")
         written["timings"] = path
+    if report.predictions:
+        from tokbench.report.ladders import TABLE_FILE
+
+        path = directory / TABLE_FILE
+        path.write_text(f"# Predictions from budget ladders: {report.title}\n\n{report.predictions}\n")
+        written["predictions"] = path
     if report.plots:
         (directory / "plots").mkdir(exist_ok=True)
         for plot in report.plots:

@@ -28,6 +28,9 @@ class TaskContext:
     #: the task's ``train_dataset`` (tasks registered with ``train_dataset="required"``/"optional")
     train_dataset: Any = None
     train_dataset_name: str | None = None
+    #: ``publish(name, output, params)`` stores a partial result of this unit (a ladder rung) as
+    #: its own record of type ``rung`` right away, ``params`` overriding the task's; set by the runner
+    publish: Any = None
 
 
 @dataclass

@@ -159,8 +159,9 @@ class GenerationTask(UsesFIDWeights, Task):
             torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
             return {"history": trainer.history, "ranks": trainer.world}
 
-        def evaluate(generator_dir: Path, steps_done: int, budget: float | None) -> TaskOutput:
-            """Sample ``generator_dir``'s EMA weights, decode, score: one result."""
+        def evaluate(generator_dir: Path, steps_done: int, budget: float | None, rung: str = "") -> TaskOutput:
+            """Sample ``generator_dir``'s EMA weights, decode, score: one result (a ladder ``rung``'s
+            phases are timed apart: "sampling (rung)", "scoring (rung)")."""
             # 4. samples, decoded and stored in the ADM layout
             sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
                                "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
@@ -172,7 +173,7 @@ class GenerationTask(UsesFIDWeights, Task):
                 sampling_inputs["batch"] = params.sample_batch_size
 
             def sample(out) -> None:
-                with phase("sampling", f"{params.num_samples} samples, {params.sample_steps} steps"):
+                with phase(f"sampling{rung}", f"{params.num_samples} samples, {params.sample_steps} steps"):
                     self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
 
             samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
@@ -183,7 +184,7 @@ class GenerationTask(UsesFIDWeights, Task):
             # 5. metrics, and the cost of each generated image (sampling + the tokenizer's decoding)
             from tokbench.tokenizers.cost import measure_cost
 
-            with phase("scoring"):
+            with phase(f"scoring{rung}"):
                 metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
             cost = measure_cost(tokenizer, train.resolution)
             sampling_flops = sampling_flops_per_image(config, counted["nfe"])
@@ -240,8 +241,7 @@ class GenerationTask(UsesFIDWeights, Task):
                                             label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents at step "
                                                   f"{rung_steps} (rung {fraction:g})", collective=True)
             rung_budget = fraction * params.training_flops
-            with phase("ladder rung", f"{fraction:g} x budget"):
-                output = evaluate(snapshot_dir, rung_steps, rung_budget)
+            output = evaluate(snapshot_dir, rung_steps, rung_budget, " (rung)")
             output.details.update({"ladder_fraction": fraction, "rung_flops": output.details["generator_training_flops"],
                                    "full_training_flops": params.training_flops})
             rung = {"fraction": fraction, "steps": rung_steps, "flops": output.details["generator_training_flops"],
@@ -424,12 +424,14 @@ class GenerationTask(UsesFIDWeights, Task):
         for name in ("precision", "recall"):
             if name in wanted:
                 scored[name] = np.load(directory / f"{name}.npy")
-                evidence[name] = per_item("proportion", pointer(directory.name, f"{name}.npy"), paired=False)
+        if "precision" in wanted:  # a mean over generated samples against the fixed real manifold
+            evidence["precision"] = per_item("proportion", pointer(directory.name, "precision.npy"), paired=False)
         if reference_key is not None:  # an ADM reference batch keeps no features in the store: no interval
             from tokbench.tasks.fid_reference import reference_pointer
 
             reference_ptr = reference_pointer(reference_key, len(reference))
-            for name, kind in (("gfid", "frechet"), ("kid", "kid")):
+            # recall depends on the whole generated set's manifold: resampled and rebuilt per replicate
+            for name, kind in (("gfid", "frechet"), ("kid", "kid"), ("recall", "recall")):
                 if name in wanted:
                     evidence[name] = distance(kind, pointer(directory.name, "features.npy"), reference_ptr, paired=False)
         return evidence, scored

@@ -12,6 +12,16 @@ from tokbench.errors import MissingAssetError, TokbenchError
 GenerationMetric = Literal["gfid", "kid", "precision", "recall", "inception_score"]
 
 
+class LadderStop(BaseModel):
+    """Successive halving over a ladder (docs/ladders.md): stop a tokenizer's generator at a rung
+    when its gFID there is worse than the leader's with at least ``probability``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probability: float = Field(0.95, gt=0.5, lt=1, description="stop when P(worse than the leader) is at least this")
+    metric: Literal["gfid"] = "gfid"
+
+
 class GenerationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -28,6 +38,15 @@ class GenerationParams(BaseModel):
         None, description="the budget every tokenizer's generator spends (steps = budget / (3 x forward FLOPs x batch))"
     )
     steps: PositiveInt | None = Field(None, description="fixed optimizer steps instead of a FLOP budget")
+    ladder: list[float] = Field(
+        default_factory=list,
+        description="budget ladder (docs/ladders.md): fractions of training_flops, sorted, in (0, 1); the EMA weights at "
+        "each rung's step are sampled and scored inside the one training run, each rung its own stored record",
+    )
+    ladder_stop: LadderStop | None = Field(
+        None, description="successive halving: stop a generator at a rung where it is worse than the leader "
+        "with at least this probability (needs a ladder)",
+    )
     batch_size: PositiveInt = 1024
     lr: PositiveFloat = 2e-4
     ema_decay: float = Field(0.9999, ge=0, lt=1)
@@ -81,6 +100,14 @@ class GenerationParams(BaseModel):
     def _check(self) -> "GenerationParams":
         if (self.training_flops is None) == (self.steps is None):
             raise ValueError("give exactly one of training_flops (equal-compute comparisons) or steps")
+        if self.ladder:
+            if self.training_flops is None:
+                raise ValueError("ladder: rungs are fractions of training_flops; set training_flops (not steps)")
+            if any(not 0 < f < 1 for f in self.ladder) or list(self.ladder) != sorted(set(self.ladder)):
+                raise ValueError(f"ladder must be distinct fractions of training_flops in (0, 1), sorted ascending "
+                                 f"(e.g. [0.05, 0.1, 0.25, 0.5]), got {self.ladder}")
+        if self.ladder_stop is not None and not self.ladder:
+            raise ValueError("ladder_stop needs a ladder: the decision to stop is made at its rungs")
         if self.reference_batch is not None and not Path(self.reference_batch).expanduser().is_file():
             raise MissingAssetError(
                 f"reference_batch {self.reference_batch!r} does not exist; ADM's ImageNet-256 reference is "
