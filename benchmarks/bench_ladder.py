@@ -1,7 +1,7 @@
 """Budget ladders on CPU: what evaluating the rungs costs next to training, how well the rungs
 predict the held-out full budget over seeds, and the training FLOPs successive halving saves.
 
-    .venv/bin/python benchmarks/bench_ladder.py                       # suites/ladder.yaml, seeds 0 and 1 (~30 min on 2 cores)
+    .venv/bin/python benchmarks/bench_ladder.py                       # suites/ladder.yaml, seeds 0 and 1 (about an hour on 2 busy cores)
     .venv/bin/python benchmarks/bench_ladder.py --store /tmp/s --seeds 0 --no-record
     .venv/bin/python benchmarks/bench_ladder.py --quick --no-record   # a seconds-long ladder: checks the script
 
@@ -63,7 +63,7 @@ def overhead(records: list[dict]) -> dict:
     for r in records:
         if r.get("type") != "result" or r.get("task", {}).get("kind") != "generation":
             continue
-        seconds = (r.get("timings") or {}).get("seconds", {})
+        seconds = (r.get("timings") or {}).get("phases", {})
         training += seconds.get("generator training", 0.0)
         rungs += seconds.get("sampling (rung)", 0.0) + seconds.get("scoring (rung)", 0.0)
         full_eval += seconds.get("sampling", 0.0) + seconds.get("scoring", 0.0)

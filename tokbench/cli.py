@@ -244,6 +244,9 @@ def _print_results(store, keys: list[str], suite) -> None:
     from tokbench.report.unchanged import leaderboard_digest, mark, unchanged
 
     records = [store.get_result(k) for k in keys if store.has_result(k)]
+    if any(r.get("details", {}).get("ladder") for r in records):  # budget ladders: their rung records too
+        units = {r.get("key") for r in records}
+        records += [r for r in store.results() if r.get("type") == "rung" and r.get("part_of") in units]
     directory = store.root / "leaderboards" / suite.name
     digest = leaderboard_digest(records, suite.report, suite.report.formats)
     kept = unchanged(directory, digest)

@@ -151,12 +151,15 @@ def ladder_plots(groups: list[LadderGroup], metric: str = "gfid") -> list:
                 ax.fill_between(grid, low, high, color=color, alpha=0.15, lw=0)
         ax.axvline(group.target_flops, color="0.5", ls=":", lw=1)
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("generator training FLOPs")
         ax.set_ylabel(metric)
         ax.legend(fontsize=8)
         title = f"{metric} ladder: {group.task} / {group.dataset}" + (f", seed {group.seed}" if len(groups) > 1 else "")
         if group.probability is not None and len(group.ranking) > 1:
-            title += f" (ranking holds: p={group.probability:.2f})"
+            title += f" (P(predicted ranking) = {group.probability:.2f})"
         ax.set_title(title, fontsize=9)
         name = "ladder" if len(groups) == 1 else f"ladder_{group.task}_seed{group.seed}_{index}"
         plots.append(_save(fig, name, title, "dots: rungs with their intervals; lines: fitted curves; bands: bootstrap refits "
