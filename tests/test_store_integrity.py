@@ -164,7 +164,7 @@ def _hold_tmp_and_partial(root, ready, stop):
     store._tmp_dir("shardkey")
     store.work_dir("trainkey")
     ready.set()
-    stop.wait(30)
+    stop.wait(600)
 
 
 def test_gc_keeps_what_a_live_process_holds(tmp_path):
@@ -172,13 +172,14 @@ def test_gc_keeps_what_a_live_process_holds(tmp_path):
     ready, stop = context.Event(), context.Event()
     holder = context.Process(target=_hold_tmp_and_partial, args=(tmp_path, ready, stop))
     holder.start()
-    try:
-        assert ready.wait(30)
+    try:  # generous waits: a spawned interpreter starts slowly on a loaded machine (they return at once when done)
+        assert ready.wait(300)
         store = Store(tmp_path)
         assert store.gc(older_than_days=0) == []  # held: nothing removed, even with age 0
     finally:
         stop.set()
-        holder.join(30)
+        holder.join(300)
+    assert holder.exitcode == 0
     removed = Store(tmp_path).gc(older_than_days=0)  # the holder is gone: both are abandoned
     assert sorted(p.parent.name for p in removed) == ["partial", "tmp"]
 

@@ -112,7 +112,9 @@ def test_a_head_trains_the_same_in_any_grid():
     alone = HeadGridSpec(variants={"b": np.arange(3, 9)}, learning_rates=(0.5,), iterations=30, batch_size=100)
     grid_logits = train_head_grid(features, labels, 4, both).logits(features)[0, :, 3]
     alone_logits = train_head_grid(features, labels, 4, alone).logits(features)[0, :, 0]
-    torch.testing.assert_close(grid_logits, alone_logits, rtol=1e-5, atol=1e-6)
+    # float32 matmuls of a 4-head and a 1-head weight block sum in different orders (BLAS blocking
+    # depends on the shapes and the CPU): equal up to that rounding, as in the plain-torch comparison
+    torch.testing.assert_close(grid_logits, alone_logits, rtol=1e-4, atol=1e-5)
 
 
 def test_weights_outside_a_variant_stay_zero_and_the_probe_learns():

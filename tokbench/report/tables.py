@@ -83,6 +83,8 @@ class Cell:
     def text(self, info: MetricInfo, interval_style: str = "halfwidth") -> str:
         if self.value is None:
             return "n/a"
+        if info.exact:  # a count: its interval is the value itself, nothing to show
+            return info.format(self.value)
         if self.ci_low is not None and self.ci_high is not None:
             return info.format_interval(self.value, self.ci_low, self.ci_high, interval_style)
         return info.format(self.value, self.spread)
