@@ -290,9 +290,9 @@ def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_di
     context = BuildContext(store=store, device=device, loader_workers=workers)
     started = time.time()
     training = unit.action == "prepare"  # the unit that produces the tokenizer's weights
+    identity = plan.identities.get("tokenizers", {}).get(unit.tokenizer)
     with phase("tokenizer training" if training else "tokenizer loading", unit.tokenizer, None if training else 1.0):
-        identity = plan.identities.get("tokenizers", {}).get(unit.tokenizer)
-    tokenizer = build_tokenizer(suite, unit.tokenizer, context, identity)
+        tokenizer = build_tokenizer(suite, unit.tokenizer, context, identity)
     fingerprint = tokenizer.fingerprint()
     config = suite.tokenizers[unit.tokenizer]
     tokenizer_record = {
