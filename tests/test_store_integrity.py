@@ -159,27 +159,33 @@ def test_a_read_only_store_is_one_line_for_a_run(tmp_path):
 
 
 # ---- maintenance -------------------------------------------------------------------------------
-def _hold_tmp_and_partial(root, ready, stop):
-    store = Store(root)
-    store._tmp_dir("shardkey")
-    store.work_dir("trainkey")
-    ready.set()
-    stop.wait(600)
+#: a separate interpreter that holds a temporary and a partial directory until its stdin closes.
+#: (A subprocess, not a multiprocessing child: a spawned child re-imports this test module, whose
+#: ``from conftest import ...`` can find another folder's conftest.py first in a full session.)
+_HOLDER = """
+import sys
+from tokbench.store import Store
+store = Store(sys.argv[1])
+store._tmp_dir("shardkey")
+store.work_dir("trainkey")
+print("ready", flush=True)
+sys.stdin.read()
+"""
 
 
 def test_gc_keeps_what_a_live_process_holds(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    holder = context.Process(target=_hold_tmp_and_partial, args=(tmp_path, ready, stop))
-    holder.start()
-    try:  # generous waits: a spawned interpreter starts slowly on a loaded machine (they return at once when done)
-        assert ready.wait(300)
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
         store = Store(tmp_path)
         assert store.gc(older_than_days=0) == []  # held: nothing removed, even with age 0
     finally:
-        stop.set()
-        holder.join(300)
-    assert holder.exitcode == 0
+        holder.stdin.close()
+        assert holder.wait(300) == 0
     removed = Store(tmp_path).gc(older_than_days=0)  # the holder is gone: both are abandoned
     assert sorted(p.parent.name for p in removed) == ["partial", "tmp"]
 
