@@ -204,3 +204,18 @@ def test_generation_rows_are_compared_unpaired_and_recall_resamples_the_generate
         assert near.tied_with_best and far.tied_with_best is False
         assert "unpaired" in far.test
     assert "manifold rebuilt" in table.cell(rows["near"], columns["recall"]).ci_method
+
+
+def test_a_store_that_cannot_be_written_still_gets_intervals(store_and_records, monkeypatch):
+    from tokbench.errors import StoreError
+
+    store, records = store_and_records
+
+    def refuse(*args, **kwargs):
+        raise StoreError("the store at /shared is read-only")
+
+    monkeypatch.setattr(store, "get_or_create", refuse)
+    table = _table(build_report(records, store=store))
+    rfid = next(i for i, c in enumerate(table.columns) if c.metric == "rfid")
+    cell = table.cell(0, rfid)
+    assert cell.ci_low is not None and cell.ci_low <= cell.value <= cell.ci_high

@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tokbench.errors import StoreError
 from tokbench.hashing import content_key
 from tokbench.stats import (
     FRECHET_INTERVAL,
@@ -128,8 +130,15 @@ class VerdictEngine:
 
         if self.store is None:
             raise EvidenceError("no store to read evidence from")
-        directory = self.store.get_or_create(key, produce, kind="verdict-replicates",
-                                             meta={"label": f"bootstrap replicates ({spec['kind']})"})
+        try:
+            directory = self.store.get_or_create(key, produce, kind="verdict-replicates",
+                                                 meta={"label": f"bootstrap replicates ({spec['kind']})"})
+        except (OSError, StoreError):  # a read-only or full store: draw them, but do not keep them
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="tokbench-replicates-") as scratch:
+                produce(Path(scratch))
+                return np.load(Path(scratch) / "replicates.npy")
         return np.load(directory / "replicates.npy")
 
     # ---- answers -------------------------------------------------------------------------------
