@@ -129,12 +129,12 @@ def test_results_at_two_sample_sizes_are_never_averaged(store_and_records):
                if table.cell(r, c).value is not None)
 
 
-def test_seeds_of_one_measurement_are_averaged_with_a_t_interval():
+def test_seeds_of_one_measurement_are_averaged_with_a_t_interval(tmp_path):
     records = [record("generation", "generation", "gfid-v1", "vtp", "VTP", {"gfid": value}, task_params={"seed": seed},
                       key=f"gen-{seed}") for seed, value in ((0, 41.0), (1, 43.0), (2, 42.5))]
     records.append(record("generation", "generation", "gfid-v1", "vtp", "VTP", {"gfid": 40.0},
                           task_params={"seed": 3, "training_flops": 2e12}, key="gen-bigger"))
-    report = build_report(records, store=Store.__new__(Store))  # no evidence is read for seed groups
+    report = build_report(records, store=Store(tmp_path / "store"))  # seed groups need no evidence
     table = report.tables[0]
     averaged = [table.cell(r, 0) for r in range(len(table.rows)) if table.cell(r, 0).count == 3]
     assert len(averaged) == 1 and averaged[0].ci_method.startswith("t interval over 3 seeds")
