@@ -1,5 +1,5 @@
 """Plan-time cost of code digests: every plugin installed here (built-in and in-repo), digested
-the way ``tokbench run`` does at plan time (``tokbench.planner.entry_code``).
+the way ``tokbench run`` does at plan time (``tokbench.execution.planner.entry_code``).
 
     .venv/bin/python benchmarks/bench_code_digest.py
 
@@ -37,10 +37,10 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/results/")
     args = parser.parse_args()
 
-    from tokbench.code_digest import source_files
-    from tokbench.config import load_suite
-    from tokbench.planner import entry_code, plan_suite
-    from tokbench.plugins import get_registry
+    from tokbench.storage.code_digest import source_files
+    from tokbench.config.suite import load_suite
+    from tokbench.execution.planner import entry_code, plan_suite
+    from tokbench.registry.plugins import get_registry
 
     registry = get_registry()
     entries = [(kind, name) for kind in ("tokenizers", "tasks", "datasets") for name in getattr(registry, kind)]

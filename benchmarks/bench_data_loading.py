@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     device = setup(args)
 
-    from tokbench.context import BuildContext
+    from tokbench.runtime.context import BuildContext
     from tokbench.data.imagefolder import ImageFolderDataset
     from tokbench.data.params import ImageFolderParams
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
 
     figures, comparisons = {}, []
     with tempfile.TemporaryDirectory() as tmp:

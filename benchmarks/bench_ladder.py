@@ -9,7 +9,7 @@ For each seed, ``suites/ladder.yaml`` with that generator seed (suite ``ladder-s
 one store (the evaluation dataset's reference features are shared). Figures:
 
 * overhead: per unit, the seconds of the rungs' sampling and scoring ("sampling (rung)",
-  "scoring (rung)") over the seconds of generator training (``tokbench.timing`` phases);
+  "scoring (rung)") over the seconds of generator training (``tokbench.runtime.timing`` phases);
 * held out: each tokenizer's gFID at the full budget predicted from the rungs below it, against
   the measured full-budget gFID (absolute and relative error, inside the interval or not), and
   whether the predicted ranking of the tokenizers was the measured one, with its probability;
@@ -54,7 +54,7 @@ def suite_variant(base: dict, name: str, seed: int, stop: float | None, quick: b
 def run(suite: dict, store: Path, directory: Path) -> None:
     path = directory / f"{suite['name']}.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "tokbench.cli", "run", str(path), "--store", str(store)], check=True,
+    subprocess.run([sys.executable, "-m", "tokbench.cli.main", "run", str(path), "--store", str(store)], check=True,
                    cwd=REPO, stdout=subprocess.DEVNULL)
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
 
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
 
     base = yaml.safe_load((REPO / "suites" / "ladder.yaml").read_text())
     with tempfile.TemporaryDirectory() as scratch:

@@ -8,7 +8,7 @@ with everything in the store, and where the first run's time went, phase by phas
 Each run is ``tokbench run SUITE --store <fresh temporary store>`` in a new interpreter, as a user
 types it (after setup: the Inception weights conversion cache in ~/.cache/tokbench is kept, like
 a second quickstart on the same machine). The breakdown sums the ``timings`` every unit records
-(``tokbench.timing``) over the units of the last fresh run; the per-unit table is that run's
+(``tokbench.runtime.timing``) over the units of the last fresh run; the per-unit table is that run's
 ``leaderboards/<suite>/timings.md``.
 """
 
@@ -48,7 +48,7 @@ tasks:
 
 def run_suite(suite: Path, store: Path) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tokbench.cli", "run", str(suite), "--store", str(store), "--no-progress"],
+    done = subprocess.run([sys.executable, "-m", "tokbench.cli.main", "run", str(suite), "--store", str(store), "--no-progress"],
                           cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from common import add_common_options, comparison, record, setup  # noqa: E402
 
-from tokbench.store import Store  # noqa: E402
+from tokbench.storage.store import Store  # noqa: E402
 from tokbench.verdicts.evidence import distance, per_item, pointer  # noqa: E402
 
 TOKENIZERS = ("vae", "vtp", "vqgan", "rae", "bicubic")
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     device = setup(args)
 
-    from tokbench.config import ReportConfig
+    from tokbench.config.suite import ReportConfig
     from tokbench.report.report import build_report
 
     scratch = None

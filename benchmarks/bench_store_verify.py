@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tokbench import hashing
-from tokbench.store import MANIFEST, Store
+from tokbench.storage.store import MANIFEST, Store
 
 
 def build(root: Path, images: int, shard: int, checkpoint_mb: int) -> list[str]:
@@ -74,7 +74,7 @@ def rerun(root: Path, keys: list[str], images: int, shard: int, recompute: bool)
 
 def without_verification():
     """Patch the store back to the checks it made before verify-on-read."""
-    import tokbench.store as module
+    import tokbench.storage.store as module
 
     saved = (Store._intact, Store._read_record)
 
@@ -92,7 +92,7 @@ def run_suite(suite: str, store: Path, repeats: int, recompute: bool) -> dict[st
     import shutil
     import tempfile
 
-    from tokbench.cli import main as cli
+    from tokbench.cli.main import main as cli
 
     timings: dict[str, list[float]] = {"verified": [], "unverified": []}
     for repeat in range(repeats):

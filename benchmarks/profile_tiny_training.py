@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("GOMP_SPINCOUNT", "3000")  # as the tokbench CLI sets it, before torch loads (see tokbench/cli.py)
+os.environ.setdefault("GOMP_SPINCOUNT", "3000")  # as the tokbench CLI sets it, before torch loads (see tokbench/cli/main.py)
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402

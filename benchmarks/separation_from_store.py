@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tokbench.stats import BootstrapSettings, paired_bootstrap_comparison
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
     from tokbench.verdicts.engine import VerdictEngine
 
     store = Store(Path(args.store))

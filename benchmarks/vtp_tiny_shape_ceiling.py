@@ -33,7 +33,7 @@ from tokbench.data.shapes import ShapesDataset
 from tokbench.training.schedules import CosineSchedule
 from tokbench_vtp.model.config import preset
 from tokbench_vtp.model.trunk import VisionTrunk
-from tokbench.layers import imagenet_normalize
+from tokbench.nn.layers import imagenet_normalize
 
 BATCH = 64
 TRAIN_IMAGES = 40_000

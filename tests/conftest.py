@@ -44,6 +44,6 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
     full_env = {**os.environ, "TOKBENCH_NO_PROGRESS": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tokbench.cli", *args], cwd=cwd or REPO, env=full_env,
+        [sys.executable, "-m", "tokbench.cli.main", *args], cwd=cwd or REPO, env=full_env,
         capture_output=True, text=True, timeout=timeout,
     )

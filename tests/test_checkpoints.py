@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError, ForeignObject, pick_state_dict, read_checkpoint, strict_load
-from tokbench.conv_layouts import convert, diffusers_block_types
+from tokbench.nn.checkpoints import CheckpointFormatError, ForeignObject, pick_state_dict, read_checkpoint, strict_load
+from tokbench.nn.conv_layouts import convert, diffusers_block_types
 from tokbench.errors import MissingAssetError
 
 

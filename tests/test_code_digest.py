@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from tokbench.code_digest import plugin_code, source_files, training_digest
+from tokbench.storage.code_digest import plugin_code, source_files, training_digest
 from tokbench.errors import PluginError
-from tokbench.freshness import code_change
+from tokbench.execution.freshness import code_change
 from tokbench.report.current import InstalledCode, labelled_as_earlier, labelled_replaced
 
 
@@ -73,7 +73,7 @@ def test_digesting_imports_neither_torch_nor_the_plugin(package):
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(package.parent)!r})
-        from tokbench.code_digest import plugin_code
+        from tokbench.storage.code_digest import plugin_code
         plugin_code("digestpkg", "1", ["digestpkg.model:decode"])
         print(sorted(m for m in ("torch", "digestpkg", "digestpkg.model") if m in sys.modules))
     """)

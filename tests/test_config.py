@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tokbench.config import apply_overrides, load_suite
+from tokbench.config.suite import apply_overrides, load_suite
 from tokbench.errors import SuiteError
 
 from conftest import REPO, run_cli
@@ -134,7 +134,7 @@ def test_overrides(tmp_path):
 
 def test_capability_mismatch_fails_validation(tmp_path, monkeypatch):
     from tokbench.api import Capability
-    from tokbench.plugins import get_registry
+    from tokbench.registry.plugins import get_registry
 
     registry = get_registry()
     entry = registry.tasks["reconstruction"]

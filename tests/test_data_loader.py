@@ -80,8 +80,8 @@ def test_auto_workers_none_on_cpu_some_on_gpu(monkeypatch):
 
 
 def test_build_context_batches_use_its_workers(shapes, tmp_path):
-    from tokbench.context import BuildContext
-    from tokbench.store import Store
+    from tokbench.runtime.context import BuildContext
+    from tokbench.storage.store import Store
 
     plain = list(iterate_batches(shapes, 5))
     context = BuildContext(store=Store(tmp_path / "store"), loader_workers=2)

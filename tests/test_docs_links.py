@@ -20,7 +20,7 @@ SCAFFOLD_DOC, SCAFFOLD_NAME = "write-a-plugin.md", "mytok"
 
 
 def _generated_paths() -> set[str]:
-    from tokbench.scaffold import FILES
+    from tokbench.cli.scaffold import FILES
 
     return {path.format(name=SCAFFOLD_NAME) for path in FILES}
 

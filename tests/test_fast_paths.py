@@ -61,7 +61,7 @@ def test_execution_settings_stay_out_of_the_result_key_and_precision_does_not():
 
 def test_tf32_policy_sets_both_backends_on_gpu_devices_only():
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    from tokbench.provenance import apply_tf32_policy
+    from tokbench.storage.provenance import apply_tf32_policy
 
     try:
         apply_tf32_policy("cuda:0", True)

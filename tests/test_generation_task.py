@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import requires_fid_weights
-from tokbench.context import BuildContext
+from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
-from tokbench.store import Store
+from tokbench.storage.store import Store
 from tokbench.tasks.base import TaskContext
 from tokbench.errors import TokbenchError
 from tokbench.tasks.generation import GenerationTask

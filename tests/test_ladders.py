@@ -183,7 +183,7 @@ def _rung_record(store, tokenizer: str, fraction: float, shift: float, params: d
 
 def test_halving_stops_a_clearly_worse_generator_and_spares_a_close_one(tmp_path):
     from tokbench.ladders.halving import decide
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
     from tokbench.tasks.base import TaskOutput
 
     store = Store(tmp_path / "store")
@@ -210,7 +210,7 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
     pytest.importorskip("matplotlib")
     from tokbench.report.ladders import ladder_groups, ladder_plots, prediction_table
     from tokbench.report.report import build_report
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
 
     store = Store(tmp_path / "store")
     reference = _features(store, "reference", 0.0, n=128, seed=99)
@@ -236,11 +236,11 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
 @pytest.mark.slow
 def test_generation_ladder_publishes_each_rung_and_reuses_them(tmp_path):
     pytest.importorskip("torch")
-    from tokbench.context import BuildContext
+    from tokbench.runtime.context import BuildContext
     from tokbench.data.shapes import ShapesDataset
     from tokbench.generation.flops import steps_for_budget
     from tokbench.generation.model import dit_config
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
     from tokbench.tasks.base import TaskContext
     from tokbench.tasks.generation import GenerationTask
     from tokbench.tasks.generation_params import GenerationParams

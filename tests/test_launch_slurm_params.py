@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tokbench.config import load_suite
+from tokbench.config.suite import load_suite
 from tokbench.errors import SuiteError, TokbenchError
-from tokbench.launch.distributed import first_host, torchrun_env
-from tokbench.launch.resources import Resources, SlurmProfile, load_profile, submitit_parameters
+from tokbench.execution.launch.distributed import first_host, torchrun_env
+from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_parameters.json"
 
@@ -117,8 +117,8 @@ def test_bad_profile_names_field_and_file(tmp_path):
 
 def test_validating_a_slurm_suite_imports_no_torch(tmp_path):
     _suite(tmp_path)  # the suite is valid
-    code = ("import sys; from tokbench.config import load_suite; "
-            f"load_suite({str(tmp_path / 's.yaml')!r}); from tokbench.launch import slurm, slurm_state; "
+    code = ("import sys; from tokbench.config.suite import load_suite; "
+            f"load_suite({str(tmp_path / 's.yaml')!r}); from tokbench.execution.launch import slurm, slurm_state; "
             "assert 'torch' not in sys.modules and 'submitit' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -98,7 +98,7 @@ def test_installed_package_imports_every_module_and_loads_every_preset(installed
                 modules.append(importlib.import_module(info.name))
         outside = [m.__name__ for m in modules if target not in Path(m.__file__).resolve().parents]
 
-        from tokbench.plugins import get_registry, resolve
+        from tokbench.registry.plugins import get_registry, resolve
         registry = get_registry()
         broken = [(p.name, p.error) for p in registry.plugins if p.error]
         params = {{name: resolve(entry.params) for name, entry in registry.tokenizers.items()}}
@@ -116,7 +116,7 @@ def test_installed_package_imports_every_module_and_loads_every_preset(installed
         image = torch.rand(1, 3, 32, 32)
         decoded = resample.decode(resample.encode(image))
 
-        from tokbench import provenance
+        from tokbench.storage import provenance
         print(json.dumps({{"modules": len(modules), "outside": outside, "broken": broken,
                           "tokenizers": sorted(registry.tokenizers), "vtp": vtp, "rae": rae, "vae": vae,
                           "vqgan": vqgan, "resample": list(decoded.shape),
@@ -132,7 +132,7 @@ def test_installed_package_imports_every_module_and_loads_every_preset(installed
     assert found["source"] == {"kind": "installed package", "distribution": "tokbench", "version": "0.1.0"}
 
 
-CLI = "import sys; from tokbench.cli import main; main(sys.argv[1:])"
+CLI = "import sys; from tokbench.cli.main import main; main(sys.argv[1:])"
 
 
 def _without_plugin(installed: Path, plugin: str, root: Path) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from tokbench.config import load_suite
-from tokbench.planner import plan_suite
+from tokbench.config.suite import load_suite
+from tokbench.execution.planner import plan_suite
 
 SUITE = """
 name: p
@@ -57,7 +57,7 @@ def test_duplicate_measurements_planned_once(tmp_path):
 
 
 def test_waves_respect_dependencies(tmp_path):
-    from tokbench.planner import Plan, Unit
+    from tokbench.execution.planner import Plan, Unit
 
     plan = Plan("x", [Unit("b", "evaluate", "t", "b", 0, ("a",)), Unit("a", "prepare", "t", "a")])
     assert [[u.key for u in wave] for wave in plan.waves()] == [["a"], ["b"]]

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from tokbench.hookspecs import hookimpl
-from tokbench.plugins import PluginInfo, Registry
+from tokbench.registry.plugins import PluginInfo, Registry
 
 from conftest import REPO, run_cli
 
@@ -104,7 +104,7 @@ def test_light_commands_import_no_torch(tmp_path):
     code = textwrap.dedent(
         f"""
         import sys
-        from tokbench.cli import main
+        from tokbench.cli.main import main
         for argv in (["plugins"], ["validate", {str(REPO / 'suites' / 'quickstart.yaml')!r}],
                      ["export", "--store", {str(tmp_path / 'store')!r}], ["export", "--store", {str(tmp_path / 'store')!r}, "--format", "csv"],
                      ["export", "--store", {str(tmp_path / 'store')!r}, "--format", "html"],

@@ -1,4 +1,4 @@
-"""One unit on several ranks: rank 0 commits, the others compute and wait (tokbench.ranks).
+"""One unit on several ranks: rank 0 commits, the others compute and wait (tokbench.runtime.ranks).
 
 The store rules run on two threads of one process (the rendezvous is files, so threads stand
 in for ranks); the end-to-end test runs a generation unit on two gloo processes, as a
@@ -16,7 +16,7 @@ import pytest
 
 from generation_suites import GENERATION_UNIT_SUITE
 from tokbench.errors import TokbenchError
-from tokbench.ranks import RankFailed, Ranks, RankStore, Rendezvous
+from tokbench.runtime.ranks import RankFailed, Ranks, RankStore, Rendezvous
 from tokbench.testing.gloo import free_port, gloo_rank
 
 
@@ -143,8 +143,8 @@ SUITE = (GENERATION_UNIT_SUITE.replace("NAME", "two-ranks").replace("LAUNCHER", 
 
 
 def _rank(rank: int, port: int, run_dir: str, key: str, out: str) -> None:
-    from tokbench.ranks import agree_ranks
-    from tokbench.runner import execute_unit
+    from tokbench.runtime.ranks import agree_ranks
+    from tokbench.execution.runner import execute_unit
 
     with gloo_rank(rank, 2, port):
         outcome = execute_unit(run_dir, key, None, False, agree_ranks())
@@ -152,9 +152,9 @@ def _rank(rank: int, port: int, run_dir: str, key: str, out: str) -> None:
 
 
 def _run_dir(tmp_path: Path, name: str):
-    from tokbench.config import load_suite
-    from tokbench.planner import plan_suite
-    from tokbench.runner import create_run, store_for
+    from tokbench.config.suite import load_suite
+    from tokbench.execution.planner import plan_suite
+    from tokbench.execution.runner import create_run, store_for
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(SUITE.replace("STORE", str(tmp_path / name)))
@@ -169,7 +169,7 @@ def _run_dir(tmp_path: Path, name: str):
 def test_a_generation_unit_on_two_ranks_trains_with_both_and_commits_once(tmp_path):
     import torch.multiprocessing as mp
 
-    from tokbench.runner import execute_unit
+    from tokbench.execution.runner import execute_unit
 
     run_dir, unit, store = _run_dir(tmp_path, "two")
     mp.spawn(_rank, args=(free_port(), str(run_dir), unit.key, str(tmp_path)), nprocs=2, join=True)

@@ -103,7 +103,7 @@ def test_long_frame_keeps_full_precision_and_provenance():
 
 
 def test_suite_report_section_is_validated():
-    from tokbench.config import validate_suite
+    from tokbench.config.suite import validate_suite
     from tokbench.errors import SuiteError
 
     suite = {

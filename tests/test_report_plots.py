@@ -9,7 +9,7 @@ from report_fixtures import golden_records
 from tokbench.report.frame import long_frame
 from tokbench.report.plots import PREVIEW_FILE, SAMPLES_FILE, draw_plots
 from tokbench.report.report import build_report, write_leaderboard
-from tokbench.store import Store
+from tokbench.storage.store import Store
 
 
 def test_plots_from_records_and_store(tmp_path):

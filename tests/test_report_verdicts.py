@@ -9,7 +9,7 @@ import pytest
 
 from report_fixtures import record
 from tokbench.report.report import FILES, build_report, write_leaderboard
-from tokbench.store import Store
+from tokbench.storage.store import Store
 from tokbench.verdicts.evidence import distance, per_item, pointer
 
 N = 200
@@ -104,7 +104,7 @@ def test_every_format_shows_intervals_and_ties(store_and_records, tmp_path):
 
 
 def test_interval_style_bounds(store_and_records):
-    from tokbench.config import ReportConfig
+    from tokbench.config.suite import ReportConfig
 
     store, records = store_and_records
     report = build_report(records, store=store, settings=ReportConfig(interval_style="bounds", resamples=200))

@@ -120,7 +120,7 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
 def test_sigkill_mid_run_then_resume(tmp_path):
     suite, store = suite_file(tmp_path, 32), tmp_path / "store"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tokbench.cli", "run", str(suite), "--store", str(store)],
+        [sys.executable, "-m", "tokbench.cli.main", "run", str(suite), "--store", str(store)],
         cwd=REPO, env={**os.environ, "TOKBENCH_NO_PROGRESS": "1"}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -244,7 +244,7 @@ def _ranks():
     import torch
     import torch.distributed as dist
 
-    from tokbench.launch.distributed import init_distributed
+    from tokbench.execution.launch.distributed import init_distributed
 
     rank, world = init_distributed("gloo")
     value = torch.tensor([float(rank + 1)])
@@ -257,7 +257,7 @@ def test_two_ranks_from_the_job_environment(cluster, tmp_path):
     import cloudpickle
     import submitit
 
-    from tokbench.launch.resources import Resources, load_profile, submitit_parameters
+    from tokbench.config.resources import Resources, load_profile, submitit_parameters
 
     params = submitit_parameters(load_profile("local"), Resources(gpus_per_node=2, cpus_per_task=1, mem_gb=2),
                                  "tokbench-ddp-test")
@@ -277,7 +277,7 @@ TWO_RANKS = (GENERATION_UNIT_SUITE.replace("NAME", "slurm-two-ranks")
 
 
 def test_a_unit_on_a_two_task_job_trains_on_both_ranks_and_commits_once(cluster, tmp_path):
-    from tokbench.store import Store
+    from tokbench.storage.store import Store
 
     suite = _write(tmp_path, "ranks", TWO_RANKS)
     result = _cli("run", str(suite), "--wait")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tokbench.errors import StoreError
-from tokbench.store import MANIFEST, Store
+from tokbench.storage.store import MANIFEST, Store
 
 
 def test_get_or_create_produces_once(tmp_path):

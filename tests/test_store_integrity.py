@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tokbench.errors import StoreError
-from tokbench.store import MANIFEST, RECORD_HASH, DiskFullError, Store
+from tokbench.storage.store import MANIFEST, RECORD_HASH, DiskFullError, Store
 
 from conftest import run_cli
 
@@ -129,7 +129,7 @@ def test_a_full_disk_names_the_path_and_leaves_no_temporary_files(tmp_path):
 
 
 def test_writing_the_unit_status_cannot_raise(tmp_path):
-    from tokbench.runner import Outcome, _record_outcome
+    from tokbench.execution.runner import Outcome, _record_outcome
 
     (tmp_path / "units").write_text("not a directory")  # every status write fails
     outcome = _record_outcome(tmp_path, Outcome("u1", "unit one", "failed", error="ValueError: boom"))
@@ -164,7 +164,7 @@ def test_a_read_only_store_is_one_line_for_a_run(tmp_path):
 #: ``from conftest import ...`` can find another folder's conftest.py first in a full session.)
 _HOLDER = """
 import sys
-from tokbench.store import Store
+from tokbench.storage.store import Store
 store = Store(sys.argv[1])
 store._tmp_dir("shardkey")
 store.work_dir("trainkey")
@@ -230,8 +230,8 @@ def test_gc_unreferenced_refuses_records_without_inputs(tmp_path):
 def test_a_killed_unit_is_dead_not_running(tmp_path):
     import socket
 
-    from tokbench.planner import Unit
-    from tokbench.runner import unit_state
+    from tokbench.execution.planner import Unit
+    from tokbench.execution.runner import unit_state
 
     store = Store(tmp_path / "store")
     run_dir = tmp_path / "run"

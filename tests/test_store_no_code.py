@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tokbench.checkpoints import CheckpointFormatError, read_checkpoint, read_training_state
+from tokbench.nn.checkpoints import CheckpointFormatError, read_checkpoint, read_training_state
 
 from conftest import run_cli
 from test_plugins import make_dist
@@ -88,7 +88,7 @@ def test_planted_pickles_never_run(tmp_path, loader):
         with pytest.raises(CheckpointFormatError, match=str(path)):
             read_state_dict(path)
     else:
-        from tokbench.checkpoints import read_latent_stats
+        from tokbench.nn.checkpoints import read_latent_stats
 
         with pytest.raises(CheckpointFormatError):
             read_latent_stats(path, channels=4)

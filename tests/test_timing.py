@@ -1,4 +1,4 @@
-"""Per-unit wall time by phase (tokbench.timing), its table (tokbench.report.timings) and the
+"""Per-unit wall time by phase (tokbench.runtime.timing), its table (tokbench.report.timings) and the
 unchanged-leaderboard check (tokbench.report.unchanged). Torch-free, a fake clock: no timing asserted."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tokbench import timing
+from tokbench.runtime import timing
 from tokbench.report.timings import timing_rows, timing_table
 from tokbench.report.unchanged import leaderboard_digest, mark, unchanged
 

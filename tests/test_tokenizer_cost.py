@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tokbench.api import LatentSpec, Tokenizer
-from tokbench.context import BuildContext
-from tokbench.store import Store
+from tokbench.runtime.context import BuildContext
+from tokbench.storage.store import Store
 from tokbench.tokenizers.cost import measure_cost
 from tokbench.tokenizers.resample import ResampleParams, build_resample
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tokbench.api import Capability, LatentSpec, Tokenizer
-from tokbench.context import BuildContext
+from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
-from tokbench.store import Store
+from tokbench.storage.store import Store
 from tokbench.understanding.features import FeatureRequest, extract_features
 
 

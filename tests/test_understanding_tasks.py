@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from conftest import run_cli
 from tokbench.api import Capability, LatentSpec, Tokenizer
-from tokbench.config import validate_suite
-from tokbench.context import BuildContext
+from tokbench.config.suite import validate_suite
+from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
 from tokbench.errors import SuiteError
-from tokbench.store import Store
+from tokbench.storage.store import Store
 from tokbench.tasks.base import TaskContext
 from tokbench.tasks.linear_probe import LinearProbeTask
 from tokbench.tasks.understanding_params import LinearProbeParams, ZeroShotParams

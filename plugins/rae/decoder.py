@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench_rae.sizes import LAYER_NORM_EPS, DecoderConfig, heads_for_width
 
 
@@ -190,7 +190,7 @@ def load_decoder(state: Mapping[str, Tensor], heads: int | None = None, source: 
     """A ``GeneralDecoder`` sized from ``state`` and loaded strictly (every missing, unexpected or
     mis-shaped key named). The reference loads with ``strict=False``; a silent partial load
     would make every downstream number wrong, so this never does."""
-    from tokbench.checkpoints import strict_load
+    from tokbench.nn.checkpoints import strict_load
 
     config = infer_decoder_config(state, heads, source)
     decoder = GeneralDecoder(config)
@@ -200,7 +200,7 @@ def load_decoder(state: Mapping[str, Tensor], heads: int | None = None, source: 
 
 def read_decoder_file(path, heads: int | None = None) -> GeneralDecoder:
     """A released (or locally trained) ``model.pt``: a raw ``GeneralDecoder`` state dict."""
-    from tokbench.checkpoints import pick_state_dict, read_checkpoint
+    from tokbench.nn.checkpoints import pick_state_dict, read_checkpoint
 
     data = read_checkpoint(path, what="RAE decoder", how_to_get=DECODER_HINT)
     # extract_decoder.py writes the raw dict; a full stage-1 checkpoint has model/ema: use its EMA.

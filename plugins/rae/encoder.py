@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
+from tokbench.nn.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
 from tokbench.errors import MissingAssetError
 
 DEFAULT_TIMM_ENCODER = "vit_base_patch14_reg4_dinov2.lvd142m"
@@ -171,7 +171,7 @@ def resolve_timm_weights(name: str, checkpoint: str | None) -> Path:
     hub_id = timm_hub_id(name)
     if hub_id is None:
         raise MissingAssetError(f"timm has no hub weights for encoder {name!r}; set `encoder_checkpoint: <weights file>`")
-    from tokbench.hub import hub_file
+    from tokbench.nn.hub import hub_file
 
     try:
         return hub_file(hub_id, TIMM_WEIGHTS_NAME)

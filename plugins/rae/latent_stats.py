@@ -12,7 +12,7 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-from tokbench.checkpoints import CheckpointFormatError, read_checkpoint
+from tokbench.nn.checkpoints import CheckpointFormatError, read_checkpoint
 
 #: RAE's ``eps`` in ``sqrt(var + eps)``
 STATS_EPS = 1e-5

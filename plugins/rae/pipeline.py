@@ -14,7 +14,7 @@ from torch import Tensor
 
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder
-from tokbench.layers import imagenet_denormalize, imagenet_normalize
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 
 
 def encoder_pixels(images: Tensor, grid: int, encoder_patch: int) -> Tensor:

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor
 
 from tokbench.api import Capability, LatentSpec, Tokenizer
-from tokbench.errors import MissingAssetError
+from tokbench.errors import MissingAssetError, did_you_mean
 from tokbench.hashing import state_dict_fingerprint
-from tokbench.suggest import did_you_mean
 from tokbench_rae.decoder import GeneralDecoder, read_decoder_file
 from tokbench_rae.encoder import FrozenEncoder, load_timm_encoder
 from tokbench_rae.latent_stats import read_stats
@@ -204,7 +203,7 @@ class RAETokenizer(Tokenizer):
 # ---- building ------------------------------------------------------------------------------------
 def released_file(path_in_repo: str, revision: str | None, setting: str) -> Path:
     """A file of nyu-visionx/RAE-collections from the hub cache (or the network unless offline)."""
-    from tokbench.hub import hub_file
+    from tokbench.nn.hub import hub_file
 
     try:
         return hub_file(HUB_REPO, path_in_repo, revision)
@@ -228,7 +227,7 @@ def build_rae(params: RAEParams | dict, context=None) -> RAETokenizer:
         if context is None:
             raise ValueError(
                 "`preset: tiny` needs a build context: its weights are trained once and kept in the store. Build it "
-                "through a suite (`tokbench run`), or pass `context=tokbench.context.BuildContext(store=...)`"
+                "through a suite (`tokbench run`), or pass `context=tokbench.runtime.context.BuildContext(store=...)`"
             )
         from tokbench_rae.train import load_vtp_encoder, tiny_artifacts
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from tokbench.errors import MissingAssetError
-from tokbench.timing import phase, progress
+from tokbench.runtime.timing import phase, progress
 from tokbench.training.tiny import report_step, shapes_sources, summary_head, tail_means
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder, VTPTrunkEncoder

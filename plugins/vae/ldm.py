@@ -5,7 +5,7 @@ VA-VAE ships as a PyTorch-Lightning checkpoint: ``state_dict`` holds ``encoder.*
 ``decoder.*``, ``quant_conv.*``, ``post_quant_conv.*`` plus training-only ``loss.*``,
 ``foundation_model.*`` and ``linear_proj.*`` tensors. The four inference prefixes are kept,
 the architecture is read off their shapes, the names are mapped to diffusers'
-(:mod:`tokbench.conv_layouts`) and the result is loaded strictly: a key left over or
+(:mod:`tokbench.nn.conv_layouts`) and the result is loaded strictly: a key left over or
 missing is an error, never silently ignored (the reference loads with ``strict=False``).
 """
 
@@ -18,9 +18,9 @@ from typing import Any, Mapping
 
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
-from tokbench.conv_layouts import convert, diffusers_block_types
-from tokbench.ldm_numerics import use_ldm_numerics
+from tokbench.nn.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
+from tokbench.nn.conv_layouts import convert, diffusers_block_types
+from tokbench.nn.ldm_numerics import use_ldm_numerics
 
 #: prefixes of the tensors an LDM KL autoencoder needs for inference
 INFERENCE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")

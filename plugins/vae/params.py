@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from tokbench.errors import MissingAssetError
-from tokbench.hub import download_hint, looks_like_hub_id  # noqa: F401 - re-exported
+from tokbench.nn.hub import download_hint, looks_like_hub_id  # noqa: F401 - re-exported
 from tokbench.training.tiny_params import TinyConvTrainParams
 from tokbench_vae import presets
 

@@ -22,8 +22,8 @@ import torch
 from tokbench.api import Capability, LatentSpec
 from tokbench.errors import MissingAssetError
 from tokbench.hashing import state_dict_fingerprint
-from tokbench.checkpoints import read_latent_stats
-from tokbench.hub import download_hint, hub_file, hub_offline
+from tokbench.nn.checkpoints import read_latent_stats
+from tokbench.nn.hub import download_hint, hub_file, hub_offline
 from tokbench.tokenizers.diffusers_model import DiffusersModelTokenizer
 from tokbench.training.tiny import check_trained_with, write_training_summary
 from tokbench_vae.params import VAEParams

@@ -11,7 +11,7 @@
   (``encoder.conv_blocks.{k}.res.{j}``). Quantiser: l2-normalised (``codebook_l2_norm``),
   beta on the commitment term.
 
-Both are renamed to diffusers' layout with :func:`tokbench.conv_layouts.convert` and loaded
+Both are renamed to diffusers' layout with :func:`tokbench.nn.conv_layouts.convert` and loaded
 strictly into the model from :func:`tokbench_vqgan.model.build_model`; sizes come from the
 tensor shapes (checked against ``model.yaml`` when there is one). Writers produce the same
 layouts, so a model trained here loads back through the same path.
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
-from tokbench.conv_layouts import convert
+from tokbench.nn.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
+from tokbench.nn.conv_layouts import convert
 from tokbench_vqgan.model import VQArchitecture, build_model, count_levels, infer_architecture
 
 #: LlamaGen keeps a rolling window of the last 65536 code indices as a buffer, only to print

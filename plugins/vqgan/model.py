@@ -9,9 +9,9 @@ from typing import Any, Mapping
 
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError
-from tokbench.conv_layouts import diffusers_block_types
-from tokbench.ldm_numerics import use_ldm_numerics
+from tokbench.nn.checkpoints import CheckpointFormatError
+from tokbench.nn.conv_layouts import diffusers_block_types
+from tokbench.nn.ldm_numerics import use_ldm_numerics
 from tokbench_vqgan.quantizer import CodebookQuantizer
 
 
@@ -79,7 +79,7 @@ def build_model(arch: VQArchitecture):
     model.quantize = CodebookQuantizer(
         arch.codebook_size, arch.codebook_dim, beta=arch.beta, legacy=arch.legacy_beta, l2_norm=arch.l2_norm
     )
-    # the reference's op order: fp32 outputs bit-identical to taming / LlamaGen (see tokbench.ldm_numerics)
+    # the reference's op order: fp32 outputs bit-identical to taming / LlamaGen (see tokbench.nn.ldm_numerics)
     return use_ldm_numerics(model)
 
 

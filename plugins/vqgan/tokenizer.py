@@ -22,7 +22,7 @@ import torch
 from tokbench.api import Capability, LatentSpec
 from tokbench.errors import MissingAssetError
 from tokbench.hashing import state_dict_fingerprint
-from tokbench.hub import hub_file
+from tokbench.nn.hub import hub_file
 from tokbench.tokenizers.diffusers_model import DiffusersModelTokenizer
 from tokbench.training.tiny import TRAINING_SUMMARY, check_trained_with, write_training_summary
 from tokbench_vqgan import formats

@@ -31,7 +31,7 @@ def load_trunk(directory: str | Path) -> "VisionTrunk":
     text tower and the pixel decoder are not loaded). Its stable surface: ``patch_size``,
     ``width``, ``blocks`` (a list), ``norm`` (the final RMSNorm, with ``eps``), and
     ``intermediate(pixels, indices)``: the raw (un-normed) tokens, CLS first, after each listed
-    block, for ImageNet-normalised pixels (:func:`tokbench.layers.imagenet_normalize`)."""
+    block, for ImageNet-normalised pixels (:func:`tokbench.nn.layers.imagenet_normalize`)."""
     from tokbench_vtp.checkpoint import load_official
 
     return load_official(Path(directory), components=()).trunk.eval().requires_grad_(False)

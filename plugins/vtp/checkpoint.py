@@ -13,10 +13,10 @@ from typing import Iterable, Mapping
 
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError
-from tokbench.checkpoints import strict_load as core_strict_load
+from tokbench.nn.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import strict_load as core_strict_load
 from tokbench.errors import MissingAssetError
-from tokbench.hub import download_hint, hub_file
+from tokbench.nn.hub import download_hint, hub_file
 from tokbench_vtp.model.config import HEAD_DIM, VTPArchitecture
 from tokbench_vtp.model.text import causal_mask
 from tokbench_vtp.model.vtp import VTPModel

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tokbench.errors import MissingAssetError
-from tokbench.hub import looks_like_hub_id
-from tokbench.suggest import did_you_mean
+from tokbench.errors import MissingAssetError, did_you_mean
+from tokbench.nn.hub import looks_like_hub_id
 from tokbench_vtp.model.config import HUB_IDS
 
 if TYPE_CHECKING:  # pragma: no cover

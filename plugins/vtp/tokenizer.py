@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from tokbench.api import Capability, CapabilityError, LatentSpec, Tokenizer
-from tokbench.checkpoints import read_latent_stats
+from tokbench.nn.checkpoints import read_latent_stats
 from tokbench.hashing import file_identity, state_dict_fingerprint
-from tokbench.suggest import did_you_mean
+from tokbench.errors import did_you_mean
 from tokbench_vtp.checkpoint import CONFIG_NAME, load_official, resolve_checkpoint
-from tokbench.layers import imagenet_denormalize, imagenet_normalize
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.params import LATENT_STATS_HINT, VTPParams
 
@@ -292,7 +292,7 @@ def build_vtp(params: VTPParams | dict, context=None) -> VTPTokenizer:
             raise ValueError(
                 f"`recipe: {params.recipe}` needs a build context: the pretrained weights are made once and kept in "
                 "the store. Build it through a suite (`tokbench run`), or pass "
-                "`context=tokbench.context.BuildContext(store=...)`; for weights you already have use `pretrained`."
+                "`context=tokbench.runtime.context.BuildContext(store=...)`; for weights you already have use `pretrained`."
             )
         from tokbench_vtp.pretrain.run import trained_checkpoint
 

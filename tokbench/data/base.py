@@ -17,7 +17,7 @@ from PIL import Image
 
 from tokbench.data.transforms import CROP_FUNCTIONS, TRANSFORMS_VERSION
 from tokbench.hashing import content_key
-from tokbench.suggest import unknown_choice
+from tokbench.errors import unknown_choice
 
 
 class ImageDataset(abc.ABC):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from tokbench.checkpoints import strict_load as core_strict_load
+from tokbench.nn.checkpoints import strict_load as core_strict_load
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.generation.model import SIZES, DiTConfig, LightningDiT
 
@@ -29,7 +29,7 @@ def read_state_dict(path: str | Path, prefer: str = "ema") -> dict[str, torch.Te
             f"LightningDiT checkpoint {path} does not exist; train one with tokbench's generation task, or download "
             "a released one (e.g. hustvl/LightningDiT's lightningdit-xl-imagenet256-800ep.pt) and give its path"
         )
-    from tokbench.checkpoints import PICKLE_FORMAT, _unreadable
+    from tokbench.nn.checkpoints import PICKLE_FORMAT, _unreadable
 
     try:
         if path.suffix == ".safetensors":

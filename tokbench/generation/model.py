@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tokbench.layers import RMSNorm
+from tokbench.nn.layers import RMSNorm
 
 FREQUENCY_EMBEDDING = 256
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.generation.model import LightningDiT
 from tokbench.generation.transport import NoiseSchedule, flow_loss, interpolate
-from tokbench.store import seal
-from tokbench.timing import progress_bar
+from tokbench.storage.store import seal
+from tokbench.runtime.timing import progress_bar
 from tokbench.training.ema import ema_update_
 
 
@@ -93,7 +93,7 @@ class DiTTrainer:
         if settings.batch_size > len(data):  # never shrink the batch silently: the budget assumes it
             raise ValueError(f"batch_size {settings.batch_size} is larger than the {len(data)} training latents; "
                              f"use batch_size <= {len(data)}")
-        # DDP when a process group is up (torchrun, or tokbench.launch.distributed on Slurm): every
+        # DDP when a process group is up (torchrun, or tokbench.execution.launch.distributed on Slurm): every
         # rank draws the same global batch and trains on its slice; DDP averages the gradients, so
         # N ranks take exactly the steps one process would take with the whole batch.
         self.rank, self.world = _process_group()
@@ -257,8 +257,8 @@ class DiTTrainer:
 def _verified_resume_state(path: Path, device: torch.device) -> dict:
     """The resume checkpoint, checked against the sha256 sealed next to it and read with
     ``weights_only=True`` (CheckpointFormatError naming the path otherwise)."""
-    from tokbench.checkpoints import read_training_state
-    from tokbench.store import MANIFEST, check_directory
+    from tokbench.nn.checkpoints import read_training_state
+    from tokbench.storage.store import MANIFEST, check_directory
 
     if (path.parent / MANIFEST).is_file():
         problem = check_directory(path.parent)

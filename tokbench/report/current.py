@@ -2,7 +2,7 @@
 
 Every result records, per role (tokenizer, task, dataset, train_dataset), the plugin that
 computed it, its version and a digest of its source files (``provenance.code``; see
-``tokbench.code_digest``). A leaderboard shows by default only the results whose every
+``tokbench.storage.code_digest``). A leaderboard shows by default only the results whose every
 plugin is installed now with the same version and digest: a number from code that no longer
 exists is never shown as current. ``all_versions`` keeps the others as separate rows, their
 tokenizer labelled with the version and digest they came from (so neither a table nor a
@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from tokbench.code_digest import plugin_code
+from tokbench.storage.code_digest import plugin_code
 from tokbench.errors import PluginError
 
 
@@ -39,7 +39,7 @@ class InstalledCode:
 
     def __init__(self, registry: Any = None) -> None:
         if registry is None:
-            from tokbench.plugins import get_registry
+            from tokbench.registry.plugins import get_registry
 
             registry = get_registry()
         self.versions = {info.name: info.version for info in registry.plugins if not info.error}

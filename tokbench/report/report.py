@@ -46,7 +46,7 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     frame = long_frame(records, suite=suite)
     verdicts = None
     if store is not None:
-        from tokbench.config import ReportConfig
+        from tokbench.config.suite import ReportConfig
         from tokbench.report.verdicts import Verdicts
 
         verdicts = Verdicts.from_config(store, settings or ReportConfig())
@@ -60,7 +60,7 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     selected = [r for r in records if suite is None or r.get("suite", {}).get("name") == suite]
     ladders = None
     if store is not None and any(r.get("type") == "rung" for r in selected):
-        from tokbench.config import ReportConfig
+        from tokbench.config.suite import ReportConfig
         from tokbench.report.ladders import ladder_groups, prediction_table
         from tokbench.stats import BootstrapSettings
 
@@ -98,7 +98,7 @@ TIMINGS_FILE = "timings.md"
 
 def write_leaderboard(report: Report, directory: Path, formats: Iterable[str] = tuple(FILES)) -> dict[str, Path]:
     """Every format (and the plots as PNG and SVG) into ``directory``; returns what was written."""
-    from tokbench.plugins import get_registry, resolve
+    from tokbench.registry.plugins import get_registry, resolve
 
     directory.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}

@@ -1,4 +1,4 @@
-"""Where a run's time went: the ``timings`` each unit records (``tokbench.timing``), as a table
+"""Where a run's time went: the ``timings`` each unit records (``tokbench.runtime.timing``), as a table
 with the slowest units first. Shown by ``tokbench status`` and written beside the leaderboard
 (``timings.md``). Torch-free."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from tokbench.timing import PHASES, format_seconds
+from tokbench.runtime.timing import PHASES, format_seconds
 
 OTHER = "other"  # wall time outside every marked phase (loading, planning the unit, writing)
 

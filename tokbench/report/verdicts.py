@@ -39,7 +39,7 @@ class Verdicts:
 
     @classmethod
     def from_config(cls, store, config) -> "Verdicts":
-        """From a suite's ``report:`` section (``tokbench.config.ReportConfig``)."""
+        """From a suite's ``report:`` section (``tokbench.config.suite.ReportConfig``)."""
         return cls(store, level=config.confidence, resamples=config.resamples, seed=config.seed,
                    interval_style=config.interval_style)
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from tokbench.api import Tokenizer
-    from tokbench.context import BuildContext
+    from tokbench.runtime.context import BuildContext
 
 
 @dataclass

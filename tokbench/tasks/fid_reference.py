@@ -71,7 +71,7 @@ def reference_features(ctx: "TaskContext", extractor, count: int | None, batch_s
 
     todo = sharded.todo()
     if todo:
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
 
         with phase("feature extraction", f"FID reference features of {ctx.dataset_name}"):
             for index in ctx.build.track(todo, desc=f"reference features {ctx.dataset_name}"):

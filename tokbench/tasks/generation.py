@@ -65,7 +65,7 @@ class GenerationTask(UsesFIDWeights, Task):
         from tokbench.generation.flops import forward_flops, sampling_flops_per_image, steps_for_budget, training_flops_per_image
         from tokbench.generation.transport import NoiseSchedule, default_noise_shift
         from tokbench.hashing import state_dict_fingerprint
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
         from tokbench.understanding.features import FeatureRequest, extract_features
 
         params = self.params

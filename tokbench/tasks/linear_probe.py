@@ -87,7 +87,7 @@ class LinearProbeTask(Task):
             batchnorm=recipe.batchnorm,
         )
         device = ctx.build.device
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
 
         with phase("probe training", f"{len(spec.heads)} heads x {len(spec.seeds)} seed(s), {iterations} iterations"):
             grid = train_head_grid(

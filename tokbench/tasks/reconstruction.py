@@ -86,7 +86,7 @@ class ReconstructionTask(UsesFIDWeights, Task):
             num_shards=len(shards),
             meta={"label": f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}"},
         )
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
 
         with phase("encoding", f"reconstructions of {ctx.dataset_name} by {ctx.tokenizer_name}, per-image scores"):
             for index in ctx.build.track(recon.todo(), desc=f"reconstruct {ctx.tokenizer_name}"):

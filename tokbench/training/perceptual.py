@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tokbench.layers import IMAGENET_MEAN, IMAGENET_STD
+from tokbench.nn.layers import IMAGENET_MEAN, IMAGENET_STD
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, vgg16_features_state, find_vgg16_weights
 

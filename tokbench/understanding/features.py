@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from tokbench.api import Tokenizer
-    from tokbench.context import BuildContext
+    from tokbench.runtime.context import BuildContext
     from tokbench.data.base import ImageDataset
 
 #: Bump when the bytes stored for the same request change.
@@ -126,7 +126,7 @@ def extract_features(
     )
     missing = table.todo()
     if missing:
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
 
         with phase("encoding" if request.names == ("latent",) else "feature extraction", label):
             for index in build.track(missing, desc=label or "features"):

@@ -26,7 +26,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from tokbench.timing import progress
+from tokbench.runtime.timing import progress
 from tokbench.training.schedules import CosineSchedule
 
 BATCHNORM_EPS = 1e-6  # MAE's linear probe: BatchNorm1d(affine=False, eps=1e-6)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tokbench.errors import TokbenchError
-from tokbench.suggest import unknown_choice
+from tokbench.errors import TokbenchError, unknown_choice
 
 #: template-set name -> where it comes from
 TEMPLATE_SETS = {

@@ -63,7 +63,7 @@ def _files(store, ptr: dict[str, Any]) -> list[Path]:
     base: Path = store.object_dir(key)
     if shards is None:
         return [base / file]
-    from tokbench.store import ShardedArtifact
+    from tokbench.storage.store import ShardedArtifact
 
     return [base / ShardedArtifact.shard_name(i) / file for i in range(int(shards))]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench_rae.decoder import GeneralDecoder, infer_decoder_config, load_decoder, read_decoder_file, sincos_table
 from tokbench_rae.sizes import DecoderConfig, decoder_config
 from rae_test_helpers import official_decoder_state, small_decoder_config

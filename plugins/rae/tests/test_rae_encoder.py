@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
 from tokbench_rae.encoder import hf_dinov2_to_timm, load_timm_encoder
 from rae_test_helpers import small_encoder, small_vit

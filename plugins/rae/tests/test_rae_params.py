@@ -93,7 +93,7 @@ def test_train_cache_inputs_follow_the_settings():
 
 
 def test_registers_the_rae_tokenizer():
-    from tokbench.plugins import resolve
+    from tokbench.registry.plugins import resolve
     from tokbench_rae import plugin
 
     calls = {}
@@ -116,7 +116,7 @@ def test_plugin_and_params_do_not_import_torch():
 
 
 def test_suite_validation_reports_rae_param_paths(tmp_path):
-    from tokbench.config import load_suite
+    from tokbench.config.suite import load_suite
     from tokbench.errors import SuiteError
 
     suite = tmp_path / "s.yaml"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_rae.latent_stats import compute_stats, read_stats
@@ -61,7 +61,7 @@ def test_encode_is_raw_and_resizes_to_the_encoder_grid():
         latents = tokenizer.encode(images)
         # 32 px -> 16 px for the patch-4 encoder (RAE: 256 -> 224 for DINOv2/14), bicubic without antialias
         resized = torch.nn.functional.interpolate(images, size=(16, 16), mode="bicubic", align_corners=False)
-        from tokbench.layers import imagenet_normalize
+        from tokbench.nn.layers import imagenet_normalize
 
         tokens = tokenizer.encoder.latent_tokens(imagenet_normalize(resized))
     assert torch.equal(latents, tokens.transpose(1, 2).reshape(2, 32, 4, 4))

@@ -87,8 +87,8 @@ def test_encoder_pretraining_is_ssl_only():
 
 
 def test_preset_is_trained_once_into_the_store(tmp_path):
-    from tokbench.context import BuildContext
-    from tokbench.store import Store
+    from tokbench.runtime.context import BuildContext
+    from tokbench.storage.store import Store
     from tokbench_rae.tokenizer import build_rae
 
     store = Store(tmp_path / "store")

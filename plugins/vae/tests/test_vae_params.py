@@ -78,7 +78,7 @@ def test_cache_inputs_ignore_compile():
 
 
 def test_registers_the_vae_tokenizer():
-    from tokbench.plugins import resolve
+    from tokbench.registry.plugins import resolve
     from tokbench_vae import plugin
 
     calls = {}

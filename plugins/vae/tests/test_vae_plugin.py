@@ -82,7 +82,7 @@ def test_params_errors(params, message):
 
 
 def test_suite_validation_reports_vae_param_paths(tmp_path):
-    from tokbench.config import load_suite
+    from tokbench.config.suite import load_suite
     from tokbench.errors import SuiteError
 
     suite = tmp_path / "s.yaml"
@@ -118,8 +118,8 @@ def test_short_training_learns(tmp_path):
 
 
 def test_preset_is_trained_once_into_the_store(tmp_path):
-    from tokbench.context import BuildContext
-    from tokbench.store import Store
+    from tokbench.runtime.context import BuildContext
+    from tokbench.storage.store import Store
 
     store = Store(tmp_path / "store")
     context = BuildContext(store=store, device="cpu", progress=False)

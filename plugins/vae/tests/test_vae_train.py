@@ -76,8 +76,8 @@ def test_preset_without_context_trains_into_a_directory(tmp_path):
 
 
 def test_preset_in_store_is_trained_once_with_metadata(tmp_path, monkeypatch):
-    from tokbench.context import BuildContext
-    from tokbench.store import Store
+    from tokbench.runtime.context import BuildContext
+    from tokbench.storage.store import Store
     from tokbench_vae import tokenizer as tokenizer_module
 
     calls = []

@@ -8,9 +8,9 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
-from tokbench.ldm_numerics import LDMAttentionProcessor, use_ldm_numerics
+from tokbench.nn.ldm_numerics import LDMAttentionProcessor, use_ldm_numerics
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vae.ldm import LDMArchitecture, infer_architecture, to_ldm_state_dict
 from tokbench_vae.params import VAEParams

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tokbench.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
 from tokbench_vqgan import formats
 from tokbench_vqgan.model import VQArchitecture, build_model

@@ -92,7 +92,7 @@ def test_cache_inputs_ignore_compile():
 
 
 def test_registers_the_vqgan_tokenizer():
-    from tokbench.plugins import resolve
+    from tokbench.registry.plugins import resolve
     from tokbench_vqgan import plugin
 
     calls = {}
@@ -104,7 +104,7 @@ def test_registers_the_vqgan_tokenizer():
 
 
 def test_suite_validation_reports_vqgan_param_paths(tmp_path):
-    from tokbench.config import load_suite
+    from tokbench.config.suite import load_suite
     from tokbench.errors import SuiteError
 
     suite = tmp_path / "s.yaml"

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tokbench.conv_layouts import convert
+from tokbench.nn.conv_layouts import convert
 from tokbench_vqgan.model import VQArchitecture, build_model
 from tokbench_vqgan.params import TinyTrainParams
 

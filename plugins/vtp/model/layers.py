@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench.layers import RMSNorm
+from tokbench.nn.layers import RMSNorm
 from tokbench_vtp.model.rope import apply_rope
 
 NormKind = Literal["rmsnorm", "layernorm"]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench.layers import imagenet_normalize
+from tokbench.nn.layers import imagenet_normalize
 from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.pretrain.collate import PretrainBatch
 from tokbench_vtp.pretrain.heads import DINOHead

@@ -63,7 +63,7 @@ def trained_checkpoint(recipe: PretrainRecipe, context) -> Path:
     work = context.work_dir(key_inputs, KIND)
 
     def produce(target: Path) -> dict[str, Any]:
-        from tokbench.timing import phase
+        from tokbench.runtime.timing import phase
 
         with phase("tokenizer training", f"vtp recipe {recipe.name}, {recipe.total_steps} steps"):
             summary = pretrain(recipe, work, device=context.device, log=logger.info)

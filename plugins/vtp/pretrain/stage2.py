@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from tokbench.training.discriminators import FeatureDiscriminator, PatchGANDiscriminator
 from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
-from tokbench.layers import imagenet_normalize
+from tokbench.nn.layers import imagenet_normalize
 from tokbench_vtp.pretrain.distributed import all_reduce_mean_
 
 

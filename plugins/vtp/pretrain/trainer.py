@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokbench.checkpoints import read_training_state
-from tokbench.timing import progress_bar
+from tokbench.nn.checkpoints import read_training_state
+from tokbench.runtime.timing import progress_bar
 from tokbench.training.ema import ema_update_
 from tokbench.training.schedules import CosineSchedule
 from tokbench_vtp.checkpoint import save_official

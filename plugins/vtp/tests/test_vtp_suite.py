@@ -32,7 +32,7 @@ tasks:
 
 def tokbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TOKBENCH_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "tokbench.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tokbench.cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

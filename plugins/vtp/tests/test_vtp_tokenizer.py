@@ -14,7 +14,7 @@ from tokbench.api import Capability, CapabilityError
 from tokbench.errors import MissingAssetError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vtp.checkpoint import save_official
-from tokbench.layers import imagenet_denormalize, imagenet_normalize
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench_vtp.params import VTPParams
 from tokbench_vtp.text_tokenizer import EOT_TOKEN, SOT_TOKEN
 from tokbench_vtp.tokenizer import VTPTokenizer, build_vtp
@@ -324,7 +324,7 @@ def test_recipe_uses_the_trained_checkpoint(monkeypatch, tmp_path):
 
 # ---- registration --------------------------------------------------------------------------
 def test_registry_lists_vtp_with_its_capabilities():
-    from tokbench.plugins import build_registry, resolve
+    from tokbench.registry.plugins import build_registry, resolve
 
     registry = build_registry()
     plugin = next(info for info in registry.plugins if info.name == "vtp")

@@ -86,7 +86,7 @@ def _cell_title(table: Table, row: int, column: int) -> str:
         summary = ", ".join(f"{k} {details[k]}" for k in ("git_commit", "torch", "device") if details.get(k))
         parts.append(f"result {key[:10]}" + (f" ({summary})" if summary else ""))
         code = {(c.get("plugin"), c.get("version"), str(c.get("digest"))[:12]) for c in (details.get("code") or {}).values()}
-        if code:  # the plugin versions and code digests that computed it (tokbench.code_digest)
+        if code:  # the plugin versions and code digests that computed it (tokbench.storage.code_digest)
             parts.append("code: " + ", ".join(f"{p} {v} @{d}" for p, v, d in sorted(code)))
     return "\n".join(parts)
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError
 
-from tokbench.config_files import interpolate_env, pydantic_problems
+from tokbench.config.files import interpolate_env, pydantic_problems
 from tokbench.errors import TokbenchError
 
 

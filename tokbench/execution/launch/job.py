@@ -12,7 +12,7 @@ error back to whoever waits on the job.
 
 A job with several tasks (``tasks_per_node = gpus_per_node``) runs the unit on every rank,
 in one process group: DDP training uses all of them, extraction shards are split across
-them, and rank 0 alone commits (``tokbench.ranks``).
+them, and rank 0 alone commits (``tokbench.runtime.ranks``).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ class UnitJob(submitit.helpers.Checkpointable):
         self.unit_key = str(unit_key)
 
     def __call__(self) -> dict[str, Any] | None:
-        from tokbench.ranks import Ranks, agree_ranks
-        from tokbench.runner import execute_unit
+        from tokbench.runtime.ranks import Ranks, agree_ranks
+        from tokbench.execution.runner import execute_unit
 
         ranks = Ranks()
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            # One process per GPU: every rank runs the unit; rank 0 commits (tokbench.ranks).
-            from tokbench.launch.distributed import init_distributed
+            # One process per GPU: every rank runs the unit; rank 0 commits (tokbench.runtime.ranks).
+            from tokbench.execution.launch.distributed import init_distributed
 
             init_distributed()
             ranks = agree_ranks()

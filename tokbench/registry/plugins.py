@@ -22,10 +22,10 @@ import pluggy
 
 from tokbench import hookspecs
 from tokbench.api import Capability
-from tokbench.errors import PluginError
+from tokbench.errors import PluginError, unknown_choice
 
 ENTRY_POINT_GROUP = "tokbench"
-BUILTIN_PLUGIN = "tokbench.builtin"
+BUILTIN_PLUGIN = "tokbench.registry.builtin"
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,6 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         table: dict[str, Any] = getattr(self, kind)
         if name not in table:
-            from tokbench.suggest import unknown_choice
-
             raise PluginError(unknown_choice(f"{kind[:-1]}", name, table))
         return table[name]
 
@@ -211,7 +209,7 @@ def _selected(name: str) -> bool:
 
 def build_registry() -> Registry:
     registry = Registry()
-    from tokbench import builtin
+    from tokbench.registry import builtin
 
     registry.add_plugin(builtin, PluginInfo("builtin", BUILTIN_PLUGIN, _own_version(), source="built in"))
     for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):

@@ -16,13 +16,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
-from tokbench.config_files import interpolate_env, pydantic_problems
-from tokbench.errors import SuiteError
+from tokbench.config.files import interpolate_env, pydantic_problems
+from tokbench.errors import SuiteError, unknown_choice
 from tokbench.hashing import content_key
-from tokbench.launch.resources import Resources
-from tokbench.plugins import Registry, get_registry, resolve
+from tokbench.config.resources import Resources
+from tokbench.registry.plugins import Registry, get_registry, resolve
 from tokbench.report.tables import TableSpec
-from tokbench.suggest import unknown_choice
 
 
 class _Strict(BaseModel):
@@ -85,6 +84,9 @@ class ReportConfig(_Strict):
     seed: int = Field(0, ge=0, description="seed of the bootstrap draws (fixed: the same store gives the same intervals)")
     interval_style: Literal["halfwidth", "bounds"] = Field(
         "halfwidth", description="how tables show intervals: value ± half-width, or value [low, high]")
+    ladder_target_flops: float | None = Field(
+        None, gt=0, description="budget ladders: predict at these training FLOPs (default: each task's own training_flops, "
+                                "predicted from the rungs alone so the full-budget result checks it)")
 
 
 class Suite(_Strict):
@@ -304,7 +306,7 @@ def _launcher_problems(suite: Suite, source: str) -> list[str]:
     if suite.launcher.backend != "slurm":
         return []
     from tokbench.errors import TokbenchError
-    from tokbench.launch.resources import check_fits, load_profile
+    from tokbench.config.resources import check_fits, load_profile
 
     if not suite.launcher.profile:
         return [f"{source}: launcher.profile: the slurm backend needs a cluster profile "

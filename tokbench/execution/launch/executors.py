@@ -3,7 +3,7 @@
 All go through submitit and submit two strings, ``(run_dir, unit_key)``, never a
 model. ``debug`` and ``local`` run the plan here, in dependency waves (a unit whose
 dependency failed is skipped with the reason); ``slurm`` submits job arrays with
-``afterok`` dependencies and returns (``tokbench.launch.slurm``).
+``afterok`` dependencies and returns (``tokbench.execution.launch.slurm``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tokbench.config import LauncherConfig
+from tokbench.config.suite import LauncherConfig
 from tokbench.errors import TokbenchError
-from tokbench.planner import Plan, Unit
-from tokbench.runner import Outcome, execute_unit, is_done
-from tokbench.store import Store
+from tokbench.execution.planner import Plan, Unit
+from tokbench.execution.runner import Outcome, execute_unit, is_done
+from tokbench.storage.store import Store
 
 Reporter = Callable[[Outcome], None]
 
@@ -49,7 +49,7 @@ def launch(
 ) -> list[Outcome]:
     """Run every unit of the plan that is not already in the store (debug and local backends)."""
     if launcher.backend == "slurm":
-        raise TokbenchError("the slurm backend submits and returns: use tokbench.launch.slurm.submit (and wait)")
+        raise TokbenchError("the slurm backend submits and returns: use tokbench.execution.launch.slurm.submit (and wait)")
     report = report or (lambda outcome: None)
     outcomes: dict[str, Outcome] = {}
     executor = None

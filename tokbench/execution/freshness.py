@@ -1,7 +1,7 @@
 """Whether each unit of a plan is in the store, to run, or stale (its stored result came from
 other code), and the explicit recompute of ``tokbench run --recompute``.
 
-A unit's key holds the digests of the code that computes it (``tokbench.code_digest``); its
+A unit's key holds the digests of the code that computes it (``tokbench.storage.code_digest``); its
 ``lineage`` is the same key without them. A stored result of the unit's lineage under another
 key is a result of earlier code: the unit is *stale*, and the reason names the plugin whose
 code or version changed. Earlier results are never deleted: stale ones stay under their own
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from tokbench.errors import TokbenchError
-from tokbench.planner import Plan, Unit
-from tokbench.store import Store
+from tokbench.errors import TokbenchError, unknown_choice
+from tokbench.execution.planner import Plan, Unit
+from tokbench.storage.store import Store
 
 ALL = "all"
 
@@ -81,8 +81,6 @@ def classify(store: Store, plan: Plan) -> dict[str, Freshness]:
 def select(plan: Plan, suite: Any, names: Iterable[str]) -> list[Unit]:
     """The units ``--recompute`` names: ``all``, a tokenizer of the suite (its prepare and
     evaluation units) or a task (by its display name or kind)."""
-    from tokbench.suggest import unknown_choice
-
     names = list(names)
     if ALL in names:
         return list(plan.units)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tokbench.errors import TokbenchError
-from tokbench.store import ShardedArtifact, Store, write_json_atomic
+from tokbench.storage.store import ShardedArtifact, Store, write_json_atomic
 
 
 class RankFailed(TokbenchError):

@@ -43,7 +43,7 @@ class _Group(click.Group):
         except TokbenchError as error:
             _fail(error)
         except OSError as error:  # a full disk is one line too: which path, how much space
-            from tokbench.store import disk_full_message, is_disk_full
+            from tokbench.storage.store import disk_full_message, is_disk_full
 
             if not is_disk_full(error):
                 raise
@@ -57,7 +57,7 @@ def cli() -> None:
 
 
 def _load(suite_path: str, overrides: tuple[str, ...]):
-    from tokbench.config import load_suite
+    from tokbench.config.suite import load_suite
 
     return load_suite(suite_path, list(overrides))
 
@@ -71,7 +71,7 @@ def _load(suite_path: str, overrides: tuple[str, ...]):
 @click.option("--show", is_flag=True, help="print the resolved suite (defaults filled in)")
 def validate(suite: str, overrides: tuple[str, ...], show: bool) -> None:
     """Check a suite file without running anything."""
-    from tokbench.config import suite_to_yaml
+    from tokbench.config.suite import suite_to_yaml
 
     resolved = _load(suite, overrides)
     click.echo(
@@ -86,7 +86,7 @@ def validate(suite: str, overrides: tuple[str, ...], show: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
     """List installed plugins, what they register, and any that failed to load."""
-    from tokbench.plugins import get_registry
+    from tokbench.registry.plugins import get_registry
 
     from tokbench.api import PLUGIN_API_VERSION
 
@@ -130,7 +130,7 @@ def plugin() -> None:
 @click.option("--force", is_flag=True, help="write into an existing, non-empty folder")
 def plugin_new(name: str, directory: str, force: bool) -> None:
     """Scaffold an installable tokenizer plugin package tokbench-NAME (see docs/write-a-plugin.md)."""
-    from tokbench.scaffold import scaffold
+    from tokbench.cli.scaffold import scaffold
 
     written = scaffold(name, directory, force=force)
     root = written[0].parent
@@ -166,10 +166,10 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
     returns; `tokbench status` follows the jobs, `--wait` stays until they end, and running
     it again submits only what is neither in the store nor queued.
     """
-    from tokbench import freshness
-    from tokbench.launch.executors import describe_backend, launch
-    from tokbench.planner import plan_suite
-    from tokbench.runner import create_run, store_for
+    from tokbench.execution import freshness
+    from tokbench.execution.launch.executors import describe_backend, launch
+    from tokbench.execution.planner import plan_suite
+    from tokbench.execution.runner import create_run, store_for
 
     extra = list(overrides)
     if backend:
@@ -216,7 +216,7 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
             click.secho(f"          {outcome.error}", fg=colour, err=True)
 
     if resolved.launcher.backend == "slurm":
-        from tokbench.launch import slurm
+        from tokbench.execution.launch import slurm
 
         submitted = slurm.submit(plan, run_dir, store, resolved)
         ids = sorted({slurm_job.split("_")[0] for slurm_job in submitted.submitted.values()}, key=int)
@@ -296,8 +296,8 @@ def _unavailable_notes(records) -> list[str]:
 
 
 def _open_run(store_root: str | None, run_name: str | None):
-    from tokbench.runner import latest_run, load_run
-    from tokbench.store import Store, default_store_root
+    from tokbench.execution.runner import latest_run, load_run
+    from tokbench.storage.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     run_dir = store.root / "runs" / run_name if run_name else latest_run(store)
@@ -323,13 +323,13 @@ def _with_run_options(function):
 @_with_run_options
 def status(store_root: str | None, run_name: str | None) -> None:
     """Show the units of a run and their state (done, running, failed, dead, pending; Slurm job states)."""
-    from tokbench.runner import unit_state, unit_status
+    from tokbench.execution.runner import unit_state, unit_status
 
     store, run_dir, suite, plan = _open_run(store_root, run_name)
     counts: dict[str, int] = {}
     click.echo(f"run {run_dir.name}")
     if suite.launcher.backend == "slurm":
-        from tokbench.launch.slurm import unit_states
+        from tokbench.execution.launch.slurm import unit_states
 
         states = unit_states(plan, store)  # one squeue/sacct round for the whole run
         for unit in plan.units:
@@ -367,7 +367,7 @@ def _print_timings(store, plan) -> None:
 @_with_run_options
 def cancel(store_root: str | None, run_name: str | None) -> None:
     """Cancel the queued and running Slurm jobs of a run (results already in the store stay)."""
-    from tokbench.launch.slurm import cancel as cancel_jobs
+    from tokbench.execution.launch.slurm import cancel as cancel_jobs
 
     store, run_dir, suite, plan = _open_run(store_root, run_name)
     if suite.launcher.backend != "slurm":
@@ -381,7 +381,7 @@ def cancel(store_root: str | None, run_name: str | None) -> None:
 
 def _suite_report(store, suite_name: str | None):
     """The ``report:`` section of the latest run of ``suite_name`` (defaults without one)."""
-    from tokbench.config import ReportConfig
+    from tokbench.config.suite import ReportConfig
 
     if suite_name is None:
         return ReportConfig()
@@ -404,7 +404,7 @@ _versions_option = click.option("--all-versions", is_flag=True,
 def _shown_results(store, all_versions: bool) -> list:
     """The store's results of the installed code (or every version, labelled); says on stderr
     how many earlier ones it left out."""
-    from tokbench.freshness import replaced_results
+    from tokbench.execution.freshness import replaced_results
     from tokbench.report.current import labelled_replaced, select_versions
 
     shown, hidden = select_versions(store.results(), all_versions=all_versions)
@@ -428,9 +428,9 @@ def export(store_root: str | None, fmt: str, suite_name: str | None, output: str
            all_versions: bool) -> None:
     """Export the results in the store as leaderboard tables (refuses to mix protocols; results
     of the installed plugin code only, unless --all-versions)."""
-    from tokbench.plugins import get_registry, resolve
+    from tokbench.registry.plugins import get_registry, resolve
     from tokbench.report.report import build_report
-    from tokbench.store import Store, default_store_root
+    from tokbench.storage.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     exporter = resolve(get_registry().get("exporters", fmt).exporter)
@@ -457,7 +457,7 @@ def report(store_root: str | None, suite_name: str | None, out_dir: str | None, 
     installed plugin code; --all-versions adds earlier ones as labelled rows, in
     <store>/leaderboards/<suite>-all-versions unless --out says otherwise)."""
     from tokbench.report.report import build_report, write_leaderboard
-    from tokbench.store import Store, default_store_root
+    from tokbench.storage.store import Store, default_store_root
 
     store = Store(store_root or default_store_root())
     built = build_report(_shown_results(store, all_versions), suite=suite_name, specs=_suite_report(store, suite_name).tables, settings=_suite_report(store, suite_name),
@@ -486,7 +486,7 @@ _store_option = click.option("--store", "store_root", type=click.Path(file_okay=
 
 
 def _open_store(store_root: str | None):
-    from tokbench.store import Store, default_store_root
+    from tokbench.storage.store import Store, default_store_root
 
     root = Path(store_root) if store_root else default_store_root()
     if not root.exists():
@@ -560,7 +560,7 @@ def store_gc(store_root: str | None, dry_run: bool, unreferenced: bool, older_th
 
 
 def _add_plugin_commands() -> None:
-    from tokbench.plugins import get_registry
+    from tokbench.registry.plugins import get_registry
 
     registry = get_registry()
     for name in [p.name for p in registry.plugins if not p.error]:

@@ -1,6 +1,6 @@
 """LDM reference numerics for diffusers conv autoencoders.
 
-diffusers' ``AutoencoderKL`` / ``VQModel`` built with :mod:`tokbench.conv_layouts` compute the
+diffusers' ``AutoencoderKL`` / ``VQModel`` built with :mod:`tokbench.nn.conv_layouts` compute the
 same function as the LDM / taming modules, but not the same fp32 bits: the fused SiLU kernel
 rounds differently from ``x * sigmoid(x)``, and diffusers applies the attention projections as
 ``nn.Linear`` on (B, HW, C) with SDPA where the reference uses 1x1 convolutions and two ``bmm``.

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tokbench.config import Suite
+from tokbench.config.suite import Suite
 from tokbench.errors import TokbenchError
-from tokbench.launch import slurm_state
-from tokbench.launch.resources import Resources, SlurmProfile, load_profile, submitit_parameters
-from tokbench.planner import Plan, Unit
-from tokbench.runner import Outcome, is_done
-from tokbench.store import Store
+from tokbench.execution.launch import slurm_state
+from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
+from tokbench.execution.planner import Plan, Unit
+from tokbench.execution.runner import Outcome, is_done
+from tokbench.storage.store import Store
 
 SUBMIT_LOCK = "slurm-submit"
 
@@ -58,8 +58,8 @@ def submit(plan: Plan, run_dir: Path, store: Store, suite: Suite, profile: Slurm
     """Submit every unit that is neither in the store nor queued; returns at once."""
     import submitit
 
-    from tokbench.launch.executors import make_executor
-    from tokbench.launch.job import UnitJob
+    from tokbench.execution.launch.executors import make_executor
+    from tokbench.execution.launch.job import UnitJob
 
     started = time.time()
     profile = profile or load_profile(suite.launcher.profile or "")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tokbench.errors import TokbenchError
-from tokbench.store import Store, write_json_atomic
+from tokbench.storage.store import Store, write_json_atomic
 
 #: a job in one of these states will still run the unit (or is running it)
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",

@@ -8,7 +8,7 @@ Two kinds of unit:
 A unit's key covers the plugin and its version, the validated params (with
 the content hash of any local weight file they name), the dataset fingerprint,
 the task's params and protocol version, the evaluator identity, and a digest of
-the code of every plugin that computes it (``tokbench.code_digest``). Display
+the code of every plugin that computes it (``tokbench.storage.code_digest``). Display
 names never enter a key, so renaming a tokenizer in a suite reuses its results.
 
 A unit's ``lineage`` is the same key without the code digests: a stored result of
@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tokbench.code_digest import CodeDigest, plugin_code, top_package, training_digest
-from tokbench.config import Suite
+from tokbench.storage.code_digest import CodeDigest, plugin_code, top_package, training_digest
+from tokbench.config.suite import Suite
 from tokbench.hashing import content_key, file_identity, tree_identity
-from tokbench.plugins import Registry, get_registry, resolve
+from tokbench.registry.plugins import Registry, get_registry, resolve
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from tokbench.errors import PluginError
 
 #: files of the ``tokbench`` package that never change a result (relative to tokbench/)
 TOKBENCH_NON_COMPUTING = (
-    "cli.py", "scaffold.py", "suggest.py", "code_digest.py", "provenance.py", "errors.py",
-    "report/*", "launch/*", "testing/*",
+    "cli/*", "storage/code_digest.py", "storage/provenance.py", "errors.py",
+    "report/*", "execution/launch/*", "config/resources.py", "testing/*",
 )
 _SKIPPED_SUFFIXES = (".pyc", ".pyo", ".md", ".rst")
 _SKIPPED_DIRS = {"__pycache__", "tests", ".git", "build", "dist"}
@@ -151,7 +151,7 @@ def _module_files(module: str) -> list[Path]:
 def import_closure(files: Iterable[tuple[str, Path]], own: Iterable[str] = ()) -> list[tuple[str, Path]]:
     """The files of other tokbench packages (the core ``tokbench`` and ``tokbench_*`` plugins) that
     ``files`` import, directly or through each other, read as text (nothing is imported). A plugin's
-    results depend on the core code it calls (``tokbench.training``, ``tokbench.layers``, ...), so an
+    results depend on the core code it calls (``tokbench.training``, ``tokbench.nn.layers``, ...), so an
     edit there must change its digest too. ``own``: packages already digested whole."""
     own = set(own)
     seen: dict[Path, str] = {}

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from tokbench.hashing import content_key
-from tokbench.plugins import Registry, get_registry, resolve
-from tokbench.store import Store
+from tokbench.registry.plugins import Registry, get_registry, resolve
+from tokbench.storage.store import Store
 
 T = TypeVar("T")
 
@@ -58,8 +58,7 @@ class BuildContext:
     def suite_dataset(self, name: str):
         """The dataset the suite defines under ``name`` (e.g. a tokenizer's ``train_dataset``)."""
         if name not in self.suite_datasets:
-            from tokbench.errors import TokbenchError
-            from tokbench.suggest import unknown_choice
+            from tokbench.errors import TokbenchError, unknown_choice
 
             raise TokbenchError(unknown_choice("suite dataset", name, self.suite_datasets))
         config = self.suite_datasets[name]
@@ -80,7 +79,7 @@ class BuildContext:
 
         ``collective``: on a multi-rank unit every rank runs ``producer`` together (DDP
         training, which initialises nothing itself but uses the unit's process group); by
-        default rank 0 runs it alone while the others wait (``tokbench.ranks``)."""
+        default rank 0 runs it alone while the others wait (``tokbench.runtime.ranks``)."""
         key = self._artifact_key(key_inputs, kind)
         reused = self.store.has(key)
         meta = {"label": label or kind, "inputs": key_inputs}
@@ -100,7 +99,7 @@ class BuildContext:
         return self.store.work_dir(self._artifact_key(key_inputs, kind))
 
     def track(self, iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
-        """A progress bar on long work (``tokbench.timing.progress``; off when ``progress`` is)."""
-        from tokbench.timing import progress
+        """A progress bar on long work (``tokbench.runtime.timing.progress``; off when ``progress`` is)."""
+        from tokbench.runtime.timing import progress
 
         return progress(iterable, desc, total) if self.progress else iterable

@@ -397,7 +397,7 @@ class Store:
         ``producer(directory)`` writes files into a private temporary directory
         and may return extra metadata for the manifest. ``collective`` marks a producer
         that every rank of a multi-rank unit runs together (DDP training); it matters only
-        to :class:`tokbench.ranks.RankStore`.
+        to :class:`tokbench.runtime.ranks.RankStore`.
         """
         if self.has(key):
             return self.object_dir(key)

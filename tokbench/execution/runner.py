@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tokbench.config import Suite
+from tokbench.config.suite import Suite
 from tokbench.hashing import content_key
-from tokbench.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
-from tokbench.store import Store, write_json_atomic
+from tokbench.execution.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
+from tokbench.storage.store import Store, write_json_atomic
 
 if TYPE_CHECKING:
-    from tokbench.ranks import Ranks
+    from tokbench.runtime.ranks import Ranks
 
 SUITE_FILE = "suite.resolved.yaml"
 PLAN_FILE = "plan.json"
@@ -130,7 +130,7 @@ def _process_alive(status: dict[str, Any]) -> bool:
 def build_tokenizer(suite: Suite, name: str, context, identity: dict[str, Any] | None = None):
     """The tokenizer, built by its plugin's factory. With its plan ``identity``, what the factory
     trains through ``context.cached`` is keyed on the plugin's training code digest."""
-    from tokbench.plugins import resolve
+    from tokbench.registry.plugins import resolve
 
     entry = context.registry.tokenizers[suite.tokenizers[name].plugin]
     factory = resolve(entry.factory)
@@ -148,7 +148,7 @@ def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progre
     """Run one unit (or find it done). Returns an Outcome as a dict.
 
     ``ranks``: this process's place in a multi-rank job (every rank calls this with the same
-    unit; ``tokbench.ranks`` says who computes and who commits)."""
+    unit; ``tokbench.runtime.ranks`` says who computes and who commits)."""
     if ranks is not None and ranks.multi:
         return _execute_unit_on_ranks(Path(run_dir), unit_key, threads, ranks)
     started = time.time()
@@ -191,9 +191,9 @@ def _record_outcome(run_path: Path, outcome: Outcome) -> dict[str, Any]:
 
 def _execute_unit_on_ranks(run_path: Path, unit_key: str, threads: int | None, ranks: "Ranks") -> dict[str, Any]:
     """``execute_unit`` on one rank of several: the leader locks, runs and records as in one
-    process; followers run the same code against a :class:`~tokbench.ranks.RankStore` and
+    process; followers run the same code against a :class:`~tokbench.runtime.ranks.RankStore` and
     record nothing."""
-    from tokbench.ranks import RankStore, Rendezvous, UnitSettled
+    from tokbench.runtime.ranks import RankStore, Rendezvous, UnitSettled
 
     started = time.time()
     label = unit_key
@@ -243,7 +243,7 @@ def _failed(unit_key: str, label: str, started: float, error: BaseException) -> 
 
 def _describe(error: BaseException, path: Path | None = None) -> str:
     """One line for an error; a full disk names the path and the space."""
-    from tokbench.store import DiskFullError, disk_full_message, is_disk_full
+    from tokbench.storage.store import DiskFullError, disk_full_message, is_disk_full
 
     if isinstance(error, DiskFullError):
         return f"{type(error).__name__}: {error.strerror or error}"
@@ -265,7 +265,7 @@ def _write_status(run_dir: Path, unit: Unit | None, status: str, outcome: Outcom
 def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, progress: bool,
              ranks: "Ranks | None" = None) -> None:
     """Run the unit and record its result, its wall time by phase (``timings``) included."""
-    from tokbench.timing import recording
+    from tokbench.runtime.timing import recording
 
     store.begin_unit()  # every artifact the unit finds or makes is listed in its record ("inputs")
     with recording(progress):
@@ -273,9 +273,9 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
 
 
 def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, ranks: "Ranks | None") -> None:
-    from tokbench import provenance
-    from tokbench.timing import current_record, phase
-    from tokbench.context import BuildContext, resolve_device
+    from tokbench.storage import provenance
+    from tokbench.runtime.timing import current_record, phase
+    from tokbench.runtime.context import BuildContext, resolve_device
     from tokbench.tasks.base import TaskContext
 
     device = resolve_device(suite.launcher.device)

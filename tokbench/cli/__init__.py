@@ -1,0 +1,1 @@
+"""The ``tokbench`` command line and the plugin scaffold."""

@@ -1,0 +1,1 @@
+"""What to run: the suite schema, its YAML files and the cluster resources a unit asks for."""
