@@ -6,25 +6,26 @@ The tiny preset is two store artifacts:
    (``presets/tiny-encoder.yaml``), trained and cached by the vtp plugin (``tokbench_vtp.api``);
 2. the decoder: :func:`train_decoder` on 64 px ``shapes`` through that frozen encoder, written as
    ``model.pt`` (the released GeneralDecoder layout) + ``stat.pt`` (per-element statistics).
+
+The decoder trains in the shared loop (:mod:`tokbench.training.loop`); this module supplies the
+model, the loss (:class:`DecoderLoss`) and the settings.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import logging
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from tokbench.errors import MissingAssetError
-from tokbench.runtime.timing import phase, progress
-from tokbench.training.tiny import report_step, shapes_sources, summary_head, tail_means
+from tokbench.runtime.timing import phase
+from tokbench.training.loop import Checkpoints, Discriminator, TrainingLoop
+from tokbench.training.tiny import ShuffledIndices, sensible_threads, shapes_sources, summary_head, tail_means
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder, VTPTrunkEncoder
 from tokbench_rae.latent_stats import compute_stats, write_stats
@@ -63,21 +64,6 @@ def perceptual_loss(device: torch.device) -> nn.Module:
         raise MissingAssetError(f"train.lpips_weight > 0 needs the VGG16 weights of LPIPS: {error} (or set `train: {{lpips_weight: 0}}`)") from error
 
 
-@contextlib.contextmanager
-def core_threads() -> Iterator[int]:
-    """Cap torch's intra-op threads at the cores this process may use (shared 2-core machines)."""
-    previous = torch.get_num_threads()
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        available = os.cpu_count() or 1
-    torch.set_num_threads(max(1, min(previous, available)))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
-
-
 @torch.no_grad()
 def evaluate(encoder: FrozenEncoder, decoder: GeneralDecoder, images_uint8: Tensor, batch_size: int = 64) -> float:
     """Mean PSNR (dB, 8-bit, rounded) of noise-free reconstructions."""
@@ -108,7 +94,61 @@ def decoder_training_flops(train: DecoderTrainParams, encoder: FrozenEncoder, la
     return float(per_image * train.batch_size * train.steps)
 
 
-# ---- the loop ----------------------------------------------------------------------------------------
+# ---- the loss and the run --------------------------------------------------------------------------
+class DecoderLoss:
+    """RAE's decoder loss on a batch of indices into the image pool: L1 (+ ``lpips_weight`` x LPIPS) of
+    the reconstruction of the (noise-augmented) frozen tokens, + from ``gan_start`` the hinge GAN loss
+    with the adaptive weight; the PatchGAN's hinge loss on DiffAugment-ed real and 8-bit fake images
+    from ``disc_start``."""
+
+    def __init__(self, decoder: GeneralDecoder, pool: Tensor, tokens_pool: Tensor, train: DecoderTrainParams,
+                 generator: torch.Generator, perceptual: nn.Module | None = None, disc: nn.Module | None = None):
+        self.decoder, self.pool, self.tokens_pool, self.train = decoder, pool, tokens_pool, train
+        self.generator, self.perceptual, self.disc = generator, perceptual, disc
+        self.step_outputs: dict[str, Tensor] = {}
+
+    def loss(self, step: int, index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        from tokbench.training.discriminators import diff_augment
+        from tokbench.training.gan import adaptive_gan_weight, hinge_g_loss
+
+        train, disc = self.train, self.disc
+        index = index.to(self.pool.device)
+        x = self.pool[index].float() / 255
+        tokens = noise_augment(self.tokens_pool[index], train.noise_tau, self.generator)
+        recon = decode_pixels(self.decoder, tokens_to_grid(tokens, train.grid))
+        l1 = (recon - x).abs().mean()
+        rec_total = l1
+        record: dict[str, float] = {"l1": l1.item()}
+        if self.perceptual is not None:
+            lpips = self.perceptual(recon, x)
+            rec_total = rec_total + train.lpips_weight * lpips
+            record["lpips"] = lpips.item()
+        loss = rec_total
+        if disc is not None and step >= train.gan_start:
+            disc.eval().requires_grad_(False)
+            g_loss = hinge_g_loss(disc(diff_augment(recon * 2 - 1, RAE_AUGMENT, generator=self.generator)))
+            weight = adaptive_gan_weight(rec_total, g_loss, self.decoder.decoder_pred.weight,
+                                         max_weight=train.max_gan_weight, eps=1e-6)
+            loss = rec_total + train.gan_weight * weight * g_loss
+            record.update(g_loss=g_loss.item(), gan_weight=float(weight))
+        self.step_outputs = {"x": x, "recon": recon}
+        return loss, record
+
+    def discriminator_loss(self, step: int) -> Tensor | None:
+        from tokbench.training.discriminators import diff_augment
+        from tokbench.training.gan import hinge_d_loss
+
+        outputs, self.step_outputs = self.step_outputs, {}
+        if self.disc is None or step < self.train.disc_start:
+            return None
+        self.disc.train().requires_grad_(True)
+        # RAE quantises fakes to 8 bits for the D step (real images are 8-bit too).
+        fake = ((outputs["recon"].detach().clamp(0, 1) * 255).round() / 255) * 2 - 1
+        real = outputs["x"] * 2 - 1
+        return hinge_d_loss(self.disc(diff_augment(real, RAE_AUGMENT, generator=self.generator)),
+                            self.disc(diff_augment(fake, RAE_AUGMENT, generator=self.generator)))
+
+
 def train_decoder(
     encoder: FrozenEncoder,
     train: DecoderTrainParams,
@@ -117,14 +157,14 @@ def train_decoder(
     *,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[GeneralDecoder, dict[str, Tensor], dict[str, Any]]:
     """Train a decoder on ``encoder``'s frozen tokens of ``images`` (uint8 (N, 3, H, W)).
 
     Returns the EMA decoder (eval), the per-element latent statistics ({'mean', 'var'} (C, h, w))
-    and a summary (losses, held-out PSNR, wall time)."""
-    from tokbench.training.discriminators import PatchGANDiscriminator, diff_augment
-    from tokbench.training.ema import ema_update_
-    from tokbench.training.gan import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+    and a summary (losses, held-out PSNR, wall time). ``checkpoints``: where to save (and resume
+    from) the loop's state."""
+    from tokbench.training.discriminators import PatchGANDiscriminator
     from tokbench.training.schedules import CosineSchedule
 
     started = time.time()
@@ -137,78 +177,35 @@ def train_decoder(
     use_gan = train.gan_weight > 0 and train.gan_start < train.steps
     perceptual = perceptual_loss(device) if train.lpips_weight > 0 else None
 
-    with core_threads() as threads:
+    with sensible_threads() as threads:
         torch.manual_seed(train.seed)
         encoder = encoder.to(device).eval().requires_grad_(False)
         decoder = GeneralDecoder(decoder_config(train.decoder_size, encoder.width, train.patch_size, grid))
         decoder.init_weights()
         decoder = decoder.to(device).train()
-        ema = copy.deepcopy(decoder).eval().requires_grad_(False)
         trainable = [p for p in decoder.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=train.lr, betas=train.betas, weight_decay=train.weight_decay)
         schedule = CosineSchedule(train.lr, train.lr * train.min_lr_ratio, train.steps,
                                   warmup_steps=min(train.warmup_steps, train.steps - 1))
-        disc = disc_optimizer = None
+        discriminator = None
         if use_gan:
             disc = PatchGANDiscriminator(base_channels=train.disc_channels, n_layers=train.disc_layers).to(device)
             disc_optimizer = torch.optim.AdamW(disc.parameters(), lr=train.disc_lr, betas=train.betas, weight_decay=0.0)
+            discriminator = Discriminator(disc, disc_optimizer, lambda step: train.disc_lr * schedule(step) / train.lr)
         generator = torch.Generator().manual_seed(train.seed)  # data order, noise, augmentation
         pool = images.to(device)
         # The encoder is frozen and images are not augmented, so each image is encoded once
         # (the per-step noise is the augmentation); the statistics come from the same tokens.
         tokens_pool = encode_pool(encoder, pool, grid)
         encode_seconds = time.time() - started
-        order, cursor = torch.randperm(len(pool), generator=generator), 0
-        history: list[dict[str, float]] = []
-        for step in progress(range(train.steps), "rae decoder", train.steps):
-            if cursor + train.batch_size > len(order):
-                order, cursor = torch.randperm(len(pool), generator=generator), 0
-            index = order[cursor : cursor + min(train.batch_size, len(order))].to(device)
-            cursor += len(index)
-            x = pool[index].float() / 255
-            for group in optimizer.param_groups:
-                group["lr"] = schedule(step)
-
-            tokens = noise_augment(tokens_pool[index], train.noise_tau, generator)
-            recon = decode_pixels(decoder, tokens_to_grid(tokens, grid))
-            l1 = (recon - x).abs().mean()
-            rec_total = l1
-            record: dict[str, float] = {"l1": l1.item()}
-            if perceptual is not None:
-                lpips = perceptual(recon, x)
-                rec_total = rec_total + train.lpips_weight * lpips
-                record["lpips"] = lpips.item()
-            loss = rec_total
-            if disc is not None and step >= train.gan_start:
-                disc.eval().requires_grad_(False)
-                g_loss = hinge_g_loss(disc(diff_augment(recon * 2 - 1, RAE_AUGMENT, generator=generator)))
-                weight = adaptive_gan_weight(rec_total, g_loss, decoder.decoder_pred.weight,
-                                             max_weight=train.max_gan_weight, eps=1e-6)
-                loss = rec_total + train.gan_weight * weight * g_loss
-                record.update(g_loss=g_loss.item(), gan_weight=float(weight))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"decoder training diverged at step {step} (loss {float(loss)}); lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            ema_update_(ema.parameters(), decoder.parameters(), train.ema_decay)
-
-            if disc is not None and step >= train.disc_start:
-                disc.train().requires_grad_(True)
-                for group in disc_optimizer.param_groups:
-                    group["lr"] = train.disc_lr * schedule(step) / train.lr
-                # RAE quantises fakes to 8 bits for the D step (real images are 8-bit too).
-                fake = ((recon.detach().clamp(0, 1) * 255).round() / 255) * 2 - 1
-                real = x * 2 - 1
-                d_loss = hinge_d_loss(disc(diff_augment(real, RAE_AUGMENT, generator=generator)),
-                                      disc(diff_augment(fake, RAE_AUGMENT, generator=generator)))
-                disc_optimizer.zero_grad(set_to_none=True)
-                d_loss.backward()
-                disc_optimizer.step()
-                record["d_loss"] = d_loss.item()
-            record["loss"] = loss.item()
-            history.append(record)
-            report_step(None, log, "rae decoder", step, train, history, started, lambda: f"lr {schedule(step):.2e}")
+        objective = DecoderLoss(decoder, pool, tokens_pool, train, generator, perceptual,
+                                discriminator.module if discriminator is not None else None)
+        loop = TrainingLoop(decoder, optimizer, schedule, train.steps, ShuffledIndices(len(pool), train.batch_size, generator),
+                            objective, ema_decay=train.ema_decay, discriminator=discriminator, generators=[generator],
+                            name="rae decoder", details=lambda step, record: f"lr {schedule(step):.2e}", log=log,
+                            checkpoints=checkpoints, identity=train.cache_inputs())
+        history = loop.run()
+        ema = loop.ema
 
         decoder.eval()
         summary: dict[str, Any] = {

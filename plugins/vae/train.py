@@ -1,27 +1,27 @@
-"""The plugin's own short training loop for the ``tiny`` preset.
+"""The ``tiny`` preset's model and loss, trained by the shared loop (:mod:`tokbench.training.loop`).
 
 AdamW with linear warm-up and cosine decay, gradient clipping at 1; loss =
 L1 + MSE + KL (+ optional LPIPS) on ``shapes`` train images (random flips, and
 random crops for all but the last steps), images in [-1, 1]. Residual branches
 start at zero, which makes a few hundred CPU steps go a long way. bf16 autocast
 on CUDA; ``torch.compile`` only when asked. Deterministic for a given seed and
-device. Returns the trained model and a JSON-able summary (final losses,
-held-out PSNR, steps, wall time) that the producer records in the store manifest.
+device, and resumable to the bit from a checkpoint. Returns the trained model and a
+JSON-able summary (final losses, held-out PSNR, steps, wall time) that the producer
+records in the store manifest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Callable
 
 import torch
 
+from tokbench.training.loop import Checkpoints, bf16_autocast
 from tokbench.training.perceptual import lpips_training_loss
 from tokbench.training.tiny import (  # noqa: F401 - re-exported for the plugin's callers
-    HOLDOUT_SEED_OFFSET, AugmentedBatches, ImageSource, Track, images_tensor, lr_at, psnr, sensible_threads, shapes_sources,
-    optimizer_step, prepare_model, report_step, summary_head, tail_means, training_pool, training_steps,
-    zero_init_residuals,
+    HOLDOUT_SEED_OFFSET, ImageSource, Track, images_tensor, lr_at, prepare_model, psnr, run_tiny_loop,
+    sensible_threads, shapes_sources, summary_head, tail_means, training_pool, zero_init_residuals,
 )
 from tokbench_vae.params import TinyTrainParams
 from tokbench_vae.presets import autoencoder_config
@@ -35,12 +35,6 @@ def init_logvar(model, value: float) -> None:
     channels = conv.out_channels // 2
     with torch.no_grad():
         conv.bias[channels:].fill_(value)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -69,20 +63,39 @@ def latent_statistics(model, images_uint8: torch.Tensor, batch_size: int = 64) -
     return {"mean": float(stacked.mean()), "std": float(stacked.std())}
 
 
-# ---- the loop --------------------------------------------------------------------
-def train_tiny(
-    train: TinyTrainParams,
-    train_images: ImageSource | torch.Tensor,
-    holdout_images: ImageSource | torch.Tensor | None = None,
-    *,
-    device: str | torch.device = "cpu",
-    track: Track | None = None,
-    log: Callable[[str], None] | None = None,
-):
+# ---- the loss and the run --------------------------------------------------------
+class VAELoss:
+    """L1 + ``kl_weight`` x KL (per latent element) + ``mse_weight`` x MSE (+ ``lpips_weight`` x
+    LPIPS) of a posterior sample's reconstruction (bf16 autocast on CUDA)."""
+
+    def __init__(self, model, train: TinyTrainParams, noise: torch.Generator, perceptual=None):
+        self.model, self.train, self.noise, self.perceptual = model, train, noise, perceptual
+        self.device = next(model.parameters()).device
+
+    def loss(self, step: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        model, train = self.model, self.train
+        with bf16_autocast(self.device):
+            posterior = model.encode(x).latent_dist
+            recon = model.decode(posterior.sample(generator=self.noise)).sample.float()
+            l1 = (recon - x).abs().mean()
+            kl = posterior.kl().float().mean() / posterior.mean[0].numel()
+            loss = l1 + train.kl_weight * kl
+            if train.mse_weight > 0:
+                loss = loss + train.mse_weight * (recon - x).pow(2).mean()
+            if self.perceptual is not None:
+                loss = loss + train.lpips_weight * self.perceptual(recon, x)
+        return loss, {"l1": l1.item(), "kl": kl.item()}
+
+
+def train_tiny(train: TinyTrainParams, train_images: ImageSource | torch.Tensor,
+               holdout_images: ImageSource | torch.Tensor | None = None, *, device: str | torch.device = "cpu",
+               track: Track | None = None, log: Callable[[str], None] | None = None,
+               checkpoints: Checkpoints | None = None):
     """Train the tiny preset; returns ``(model (eval, on device), summary dict)``.
 
     ``train_images``/``holdout_images``: uint8 tensors (N,3,H,W) or objects with
-    ``len()`` and ``image(i)`` (e.g. a ``ShapesDataset``).
+    ``len()`` and ``image(i)`` (e.g. a ``ShapesDataset``). ``checkpoints``: where to save
+    (and resume from) the loop's state.
     """
     from diffusers import AutoencoderKL
 
@@ -104,29 +117,10 @@ def train_tiny(
         )
         generator = torch.Generator().manual_seed(train.seed)  # data order and flips (CPU)
         noise = torch.Generator(device=device).manual_seed(train.seed + 1)  # posterior samples
-        batches = AugmentedBatches.for_training(pool, train, generator, device)
-        history: list[dict[str, float]] = []
-        steps = training_steps(train, track, "train vae tiny")
-
-        for step in steps:
-            x = batches.batch(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, train)
-
-            with _autocast(device):
-                posterior = model.encode(x).latent_dist
-                recon = model.decode(posterior.sample(generator=noise)).sample.float()
-                l1 = (recon - x).abs().mean()
-                kl = posterior.kl().float().mean() / posterior.mean[0].numel()
-                loss = l1 + train.kl_weight * kl
-                if train.mse_weight > 0:
-                    loss = loss + train.mse_weight * (recon - x).pow(2).mean()
-                if perceptual is not None:
-                    loss = loss + train.lpips_weight * perceptual(recon, x)
-            optimizer_step(loss, step, model, optimizer)
-            history.append({"loss": loss.item(), "l1": l1.item(), "kl": kl.item()})
-            report_step(steps, log, "vae tiny", step, train, history, started,
-                        lambda: f"kl {history[-1]['kl']:.3f} lr {lr_at(step, train):.2e}")
+        history = run_tiny_loop(
+            train, pool, model, optimizer, VAELoss(model, train, noise, perceptual), generator, name="vae tiny",
+            generators=[noise], track=track, log=log, checkpoints=checkpoints,
+            details=lambda step, record: f"kl {record['kl']:.3f} lr {lr_at(step, train):.2e}")
 
         model.eval()
         summary: dict[str, Any] = {

@@ -1,33 +1,34 @@
-"""The plugin's own short training loop for the ``tiny`` preset.
+"""The ``tiny`` preset's model and loss, trained by the shared loop (:mod:`tokbench.training.loop`).
 
 AdamW with linear warm-up and cosine decay, gradient clipping at 1; loss = L1 + MSE +
 VQ loss (codebook + beta-weighted commitment) (+ optional LPIPS, + optional PatchGAN with
 taming's adaptive weight from ``gan_start``) on ``shapes`` train images (random flips, and
 random crops for all but the last steps), images in [-1, 1]. Residual branches start at
 zero, the codebook starts from encoder outputs of the first batch, and codes left unused
-for a window of steps are restarted from current encoder outputs. The data pipeline
-and helpers are the vae plugin's (same crops, flips, PSNR). Returns the trained model, its
-architecture and a JSON-able summary (losses, held-out PSNR, codebook usage, wall time).
+for a window of steps are restarted from current encoder outputs. The data pipeline and
+helpers are shared with the vae plugin (same crops, flips, PSNR: :mod:`tokbench.training.tiny`).
+Resumable to the bit from a checkpoint. Returns the trained model, its architecture and a
+JSON-able summary (losses, held-out PSNR, codebook usage, wall time).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from tokbench.training.loop import Checkpoints, Discriminator, bf16_autocast
 from tokbench.training.perceptual import lpips_training_loss
 from tokbench.training.tiny import (  # noqa: F401 - images_tensor, shapes_sources re-exported for the plugin's callers
-    AugmentedBatches, ImageSource, Track, images_tensor, lr_at, optimizer_step, prepare_model, psnr, report_step,
-    sensible_threads, shapes_sources, summary_head, tail_means, training_pool, training_steps, zero_init_residuals,
+    ImageSource, Track, images_tensor, lr_at, prepare_model, psnr, run_tiny_loop, sensible_threads, shapes_sources,
+    summary_head, tail_means, training_pool, zero_init_residuals,
 )
 from tokbench_vqgan.model import VQArchitecture, build_model
 from tokbench_vqgan.params import TinyTrainParams
 
-__all__ = ["DeadCodeRestart", "evaluate", "shapes_sources", "tiny_architecture", "train_tiny"]
+__all__ = ["DeadCodeRestart", "VQGANLoss", "evaluate", "shapes_sources", "tiny_architecture", "train_tiny"]
 
 
 def tiny_architecture(train: TinyTrainParams) -> VQArchitecture:
@@ -91,6 +92,12 @@ class DeadCodeRestart:
         self.restarted += len(dead)
         return len(dead)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts.clone(), "seen": self.seen, "restarted": self.restarted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.counts, self.seen, self.restarted = state["counts"].clone(), int(state["seen"]), int(state["restarted"])
+
     @torch.no_grad()
     def _restart(self, dead: torch.Tensor, latents: torch.Tensor) -> None:
         weight = self.quantizer.embedding.weight
@@ -107,12 +114,6 @@ def param_groups(model, train: TinyTrainParams) -> list[dict[str, Any]]:
     codebook = model.quantize.embedding.weight
     rest = [p for p in model.parameters() if p is not codebook]
     return [{"params": rest, "lr_scale": 1.0}, {"params": [codebook], "lr_scale": train.codebook_lr_scale}]
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def reconstruct(model, x: torch.Tensor):
@@ -140,18 +141,73 @@ def evaluate(model, images_uint8: torch.Tensor, batch_size: int = 64) -> dict[st
     return {"psnr": float(torch.cat(psnrs).mean()), "l1": float(torch.cat(l1s).mean()), **usage_statistics(counts)}
 
 
-def train_tiny(
-    train: TinyTrainParams,
-    train_images: ImageSource | torch.Tensor,
-    holdout_images: ImageSource | torch.Tensor | None = None,
-    *,
-    device: str | torch.device = "cpu",
-    track: Track | None = None,
-    log: Callable[[str], None] | None = None,
-):
-    """Train the tiny preset; returns ``(model (eval, on device), architecture, summary dict)``."""
+class VQGANLoss:
+    """L1 + ``mse_weight`` x MSE (+ ``lpips_weight`` x LPIPS) + ``codebook_weight`` x VQ loss, + the
+    hinge GAN loss with taming's adaptive weight from ``gan_start``; the codebook starts from the
+    first batch's encoder outputs, dead codes restart after each update; the PatchGAN's hinge loss
+    on the same step's real and reconstructed images (bf16 autocast on CUDA)."""
+
+    def __init__(self, model, train: TinyTrainParams, generator: torch.Generator, perceptual=None,
+                 discriminator: torch.nn.Module | None = None, restart: DeadCodeRestart | None = None):
+        self.model, self.train, self.generator, self.perceptual = model, train, generator, perceptual
+        self.discriminator, self.restart = discriminator, restart
+        self.device = next(model.parameters()).device
+        self.step_outputs: dict[str, Any] = {}
+
+    def loss(self, step: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_g_loss
+
+        model, train, discriminator = self.model, self.train, self.discriminator
+        if step == 0 and train.init_codebook_from_data:
+            with torch.no_grad():
+                init_codebook_from_data(model.quantize, model.encode(x).latents, self.generator)
+        with bf16_autocast(self.device):
+            recon, vq_loss, latents, codes = reconstruct(model, x)
+            recon = recon.float()
+            l1 = (recon - x).abs().mean()
+            rec_loss = l1 + train.mse_weight * (recon - x).pow(2).mean() if train.mse_weight > 0 else l1
+            if self.perceptual is not None:
+                rec_loss = rec_loss + train.lpips_weight * self.perceptual(recon, x)
+            loss = rec_loss + train.codebook_weight * vq_loss.float()
+            gan_on = discriminator is not None and gan_start_factor(step, train.gan_start) > 0
+            g_loss = torch.zeros(())
+            if gan_on:
+                discriminator.requires_grad_(False)
+                g_loss = hinge_g_loss(discriminator(recon))
+                weight = adaptive_gan_weight(rec_loss, g_loss, model.decoder.conv_out.weight) * train.gan_weight
+                loss = loss + weight * g_loss
+        self.step_outputs = {"x": x, "recon": recon, "latents": latents, "codes": codes, "gan_on": gan_on}
+        return loss, {"l1": l1.item(), "vq": vq_loss.item(), "g": g_loss.item(), "codes": int(codes.unique().numel())}
+
+    def after_update(self, step: int) -> None:
+        if self.restart is not None:
+            self.restart.observe(self.step_outputs["codes"], self.step_outputs["latents"])
+
+    def discriminator_loss(self, step: int) -> torch.Tensor | None:
+        from tokbench.training.gan import hinge_d_loss
+
+        outputs, self.step_outputs = self.step_outputs, {}
+        if not outputs["gan_on"]:
+            return None
+        self.discriminator.requires_grad_(True)
+        with bf16_autocast(self.device):
+            return hinge_d_loss(self.discriminator(outputs["x"]), self.discriminator(outputs["recon"].detach()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"restart": self.restart.state_dict() if self.restart is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.restart is not None:
+            self.restart.load_state_dict(state["restart"])
+
+
+def train_tiny(train: TinyTrainParams, train_images: ImageSource | torch.Tensor,
+               holdout_images: ImageSource | torch.Tensor | None = None, *, device: str | torch.device = "cpu",
+               track: Track | None = None, log: Callable[[str], None] | None = None,
+               checkpoints: Checkpoints | None = None):
+    """Train the tiny preset; returns ``(model (eval, on device), architecture, summary dict)``.
+    ``checkpoints``: where to save (and resume from) the loop's state."""
     from tokbench.training.discriminators import PatchGANDiscriminator
-    from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
 
     started = time.time()
     device = torch.device(device)
@@ -167,55 +223,17 @@ def train_tiny(
         model = prepare_model(model, device, train.compile)
         discriminator = None
         if train.gan_weight > 0:
-            discriminator = PatchGANDiscriminator(n_layers=train.disc_layers, base_channels=32, norm="batch").to(device).train()
-            disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=train.lr, betas=(0.5, 0.9), weight_decay=0.0)
+            module = PatchGANDiscriminator(n_layers=train.disc_layers, base_channels=32, norm="batch").to(device).train()
+            disc_optimizer = torch.optim.AdamW(module.parameters(), lr=train.lr, betas=(0.5, 0.9), weight_decay=0.0)
+            discriminator = Discriminator(module, disc_optimizer, lambda step: lr_at(step, train))
         optimizer = torch.optim.AdamW(param_groups(model, train), lr=train.lr, betas=(0.9, 0.99), weight_decay=0.0)
         generator = torch.Generator().manual_seed(train.seed)
         restart = DeadCodeRestart(model.quantize, train.restart_window, generator, optimizer) if train.restart_dead_codes else None
-        batches = AugmentedBatches.for_training(pool, train, generator, device)
-        history: list[dict[str, float]] = []
-        steps = training_steps(train, track, "train vqgan tiny")
-
-        for step in steps:
-            x = batches.batch(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, train) * group["lr_scale"]
-            if step == 0 and train.init_codebook_from_data:
-                with torch.no_grad():
-                    init_codebook_from_data(model.quantize, model.encode(x).latents, generator)
-
-            with _autocast(device):
-                recon, vq_loss, latents, codes = reconstruct(model, x)
-                recon = recon.float()
-                l1 = (recon - x).abs().mean()
-                rec_loss = l1 + train.mse_weight * (recon - x).pow(2).mean() if train.mse_weight > 0 else l1
-                if perceptual is not None:
-                    rec_loss = rec_loss + train.lpips_weight * perceptual(recon, x)
-                loss = rec_loss + train.codebook_weight * vq_loss.float()
-                gan_on = discriminator is not None and gan_start_factor(step, train.gan_start) > 0
-                g_loss = torch.zeros(())
-                if gan_on:
-                    discriminator.requires_grad_(False)
-                    g_loss = hinge_g_loss(discriminator(recon))
-                    weight = adaptive_gan_weight(rec_loss, g_loss, model.decoder.conv_out.weight) * train.gan_weight
-                    loss = loss + weight * g_loss
-            optimizer_step(loss, step, model, optimizer)
-            if restart is not None:
-                restart.observe(codes, latents)
-            d_loss = torch.zeros(())
-            if gan_on:
-                discriminator.requires_grad_(True)
-                for group in disc_optimizer.param_groups:
-                    group["lr"] = lr_at(step, train)
-                with _autocast(device):
-                    d_loss = hinge_d_loss(discriminator(x), discriminator(recon.detach()))
-                disc_optimizer.zero_grad(set_to_none=True)
-                d_loss.backward()
-                disc_optimizer.step()
-            history.append({"loss": loss.item(), "l1": l1.item(), "vq": vq_loss.item(), "g": g_loss.item(),
-                            "d": d_loss.item(), "codes": int(codes.unique().numel())})
-            report_step(steps, log, "vqgan tiny", step, train, history, started,
-                        lambda: f"vq {history[-1]['vq']:.4f} codes/batch {history[-1]['codes']} lr {lr_at(step, train):.2e}")
+        objective = VQGANLoss(model, train, generator, perceptual, discriminator.module if discriminator else None, restart)
+        history = run_tiny_loop(
+            train, pool, model, optimizer, objective, generator, name="vqgan tiny", discriminator=discriminator,
+            track=track, log=log, checkpoints=checkpoints,
+            details=lambda step, record: f"vq {record['vq']:.4f} codes/batch {record['codes']} lr {lr_at(step, train):.2e}")
 
         model.eval()
         summary: dict[str, Any] = {

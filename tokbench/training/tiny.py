@@ -1,9 +1,10 @@
 """What the plugins' short ``tiny``-preset training loops share: the built-in ``shapes`` images
 (train + held-out), the image tensor, the augmented batch stream, thread capping, warm-up + cosine
 learning rate, 8-bit PSNR, zero-initialised residual branches for diffusers conv autoencoders,
-and the loop's plumbing: model placement, the clipped optimizer step, progress and log lines, the
-run summary, and the ``training.json`` that ties a trained directory to its settings. Each plugin
-keeps its model, its loss and its preset (the settings: :mod:`tokbench.training.tiny_params`).
+model placement, the run summary, the ``training.json`` that ties a trained directory to its
+settings, and :func:`run_tiny_loop`: a conv autoencoder's run of the one training loop,
+:mod:`tokbench.training.loop`. Each plugin keeps its model, its loss and its preset (the settings:
+:mod:`tokbench.training.tiny_params`).
 
 ``settings`` below is any object with the fields the function reads (the plugins' pydantic
 ``TinyTrainParams``): ``num_images``, ``holdout_images``, ``resolution``, ``seed``;
@@ -120,36 +121,20 @@ def prepare_model(model: torch.nn.Module, device: torch.device, compile: bool) -
     return model
 
 
-def training_steps(train: Any, track: "Track | None", description: str) -> Iterable[int]:
-    """``range(train.steps)``, through the progress wrapper ``track`` when there is one."""
-    steps: Iterable[int] = range(train.steps)
-    return track(steps, description, train.steps) if track is not None else steps
+def run_tiny_loop(train: Any, pool: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  objective: Any, generator: torch.Generator, *, name: str, generators: Iterable[torch.Generator] = (),
+                  discriminator: Any = None, details: Callable | None = None, track: "Track | None" = None,
+                  log: Callable[[str], None] | None = None, checkpoints: Any = None) -> list[dict[str, float]]:
+    """A conv autoencoder's tiny run through :class:`tokbench.training.loop.TrainingLoop`: the
+    augmented batches of ``pool`` drawn from ``generator``, warm-up + cosine ``lr_at``, gradients
+    clipped at 1, checkpoints tied to ``train.cache_inputs()``. Returns the history."""
+    from tokbench.training.loop import TrainingLoop
 
-
-def optimizer_step(loss: torch.Tensor, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   max_norm: float = 1.0) -> None:
-    """Backward and one optimizer step with the gradient norm clipped at ``max_norm``; a
-    FloatingPointError naming the step when the loss is not finite."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)}); lower train.lr")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
-
-
-def report_step(steps: Iterable[int] | None, log: Callable[[str], None] | None, name: str, step: int, train: Any,
-                history: list[dict[str, float]], started: float, details: Callable[[], str]) -> None:
-    """A tiny run's progress: the train L1 on the progress bar (``steps``, when it is one) every 10
-    steps, and a log line every tenth of the run: ``<name> step k/n: l1 <mean over the last tenth>
-    <details()> (<seconds>s)``."""
-    if hasattr(steps, "set_postfix") and (step % 10 == 0 or step == train.steps - 1):
-        steps.set_postfix(l1=f"{history[-1]['l1']:.4f}", refresh=False)
-    tenth = max(1, train.steps // 10)
-    if log is not None and (step + 1) % tenth == 0:
-        recent = history[-tenth:]
-        log(f"{name} step {step + 1}/{train.steps}: l1 {sum(h['l1'] for h in recent) / len(recent):.4f} "
-            f"{details()} ({time.time() - started:.0f}s)")
+    batches = AugmentedBatches.for_training(pool, train, generator, next(model.parameters()).device)
+    loop = TrainingLoop(model, optimizer, lambda step: lr_at(step, train), train.steps, batches, objective,
+                        max_grad_norm=1.0, discriminator=discriminator, generators=[generator, *generators], name=name,
+                        details=details, track=track, log=log, checkpoints=checkpoints, identity=train.cache_inputs())
+    return loop.run()
 
 
 def summary_head(train: Any, device: torch.device, threads: int, started: float) -> dict[str, Any]:
@@ -203,6 +188,32 @@ def training_pool(train: Any, train_images: "ImageSource | torch.Tensor",
     return pool, holdout
 
 
+class ShuffledIndices:
+    """Batches of indices into a pool of ``size`` items: epochs of seeded permutations (from
+    ``generator``), a new one whenever the rest of the current one is shorter than a batch."""
+
+    def __init__(self, size: int, batch_size: int, generator: torch.Generator):
+        self.size, self.batch_size, self.generator = size, batch_size, generator
+        self.order, self.cursor = torch.randperm(size, generator=generator), 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order, self.cursor = torch.randperm(self.size, generator=self.generator), 0
+        index = self.order[self.cursor : self.cursor + min(self.batch_size, len(self.order))]
+        self.cursor += len(index)
+        return index
+
+    def batch(self, step: int) -> torch.Tensor:
+        return self.next()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the stream (the generator's state is saved with the other generators)."""
+        return {"order": self.order.clone(), "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order, self.cursor = state["order"].clone(), int(state["cursor"])
+
+
 class AugmentedBatches:
     """Training batches of a uint8 image pool (N, 3, H, W), in [-1, 1]: epochs of seeded
     permutations, a random ``crop_size`` crop for steps before ``crop_until`` (the last steps
@@ -215,9 +226,9 @@ class AugmentedBatches:
     def __init__(self, pool: torch.Tensor, batch_size: int, generator: torch.Generator, crop_size: int | None,
                  crop_until: int, device: torch.device):
         self.pool, self.device = pool.to(device), device
-        self.batch_size, self.generator = batch_size, generator
+        self.generator = generator
         self.crop_size, self.crop_until = crop_size, crop_until
-        self.order, self.cursor = torch.randperm(len(self.pool), generator=generator), 0
+        self.indices = ShuffledIndices(len(self.pool), batch_size, generator)
 
     @classmethod
     def for_training(cls, pool: torch.Tensor, train: Any, generator: torch.Generator,
@@ -227,11 +238,7 @@ class AugmentedBatches:
         return cls(pool, train.batch_size, generator, train.crop_size, train.steps - train.full_resolution_steps, device)
 
     def batch(self, step: int) -> torch.Tensor:
-        if self.cursor + self.batch_size > len(self.order):
-            self.order, self.cursor = torch.randperm(len(self.pool), generator=self.generator), 0
-        index = self.order[self.cursor : self.cursor + min(self.batch_size, len(self.order))]
-        self.cursor += len(index)
-        x = self.pool[index.to(self.device)]
+        x = self.pool[self.indices.next().to(self.device)]
         size = self.crop_size
         if size is not None and size < min(x.shape[-2:]) and step < self.crop_until:
             top, left = (int(v) for v in torch.randint(0, min(x.shape[-2:]) - size + 1, (2,), generator=self.generator))
@@ -243,6 +250,12 @@ class AugmentedBatches:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.indices.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.indices.load_state_dict(state)
 
 
 def lr_at(step: int, train: Any) -> float:

@@ -8,6 +8,7 @@ import torch
 
 from tokbench.errors import MissingAssetError
 from tokbench_rae.params import DecoderTrainParams, RAEParams
+from tokbench.training.loop import Checkpoints, TrainingStopped
 from tokbench_rae.train import noise_augment, train_decoder
 from rae_test_helpers import small_encoder
 
@@ -54,6 +55,20 @@ def test_gan_and_noise_terms_run_and_are_recorded():
     train = quick(steps=6, noise_tau=0.8, gan_start=2, disc_start=1, gan_weight=0.75)
     decoder, _, summary = train_decoder(encoder, train, shapes(32))
     assert summary["steps"] == 6 and torch.isfinite(decoder.decoder_pred.weight).all()
+
+
+def test_stopped_and_resumed_training_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    # GAN, discriminator and noise all on, 32 images in batches of 8: the stop (after step 5) falls
+    # inside the second epoch; the EMA decoder, both optimizers and the generator carry over
+    train = quick(steps=8, noise_tau=0.8, gan_start=2, disc_start=1, gan_weight=0.75)
+    whole, whole_stats, whole_summary = train_decoder(small_encoder(), train, shapes(32))
+    with pytest.raises(TrainingStopped):
+        train_decoder(small_encoder(), train, shapes(32), checkpoints=Checkpoints(tmp_path, stop_after=5))
+    resumed, stats, summary = train_decoder(small_encoder(), train, shapes(32), checkpoints=Checkpoints(tmp_path))
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(stats["mean"], whole_stats["mean"])
+    assert summary["final_train_l1"] == whole_summary["final_train_l1"]
 
 
 def test_lpips_without_vgg_weights_is_an_error(monkeypatch, tmp_path):

@@ -10,6 +10,7 @@ import torch
 from tokbench.errors import MissingAssetError
 from tokbench_vae.params import VAEParams
 from tokbench_vae.tokenizer import VAETokenizer, build_vae
+from tokbench.training.loop import CHECKPOINT, Checkpoints, TrainingStopped
 from tokbench_vae.train import images_tensor, train_tiny
 from vae_test_helpers import ArrayImages, one_torch_thread, quick_train_params  # noqa: F401 - autouse fixture
 
@@ -27,6 +28,23 @@ def test_short_training_decreases_the_loss_deterministically():
     # latent statistics land in the config (for generation), not in encode/decode
     assert model.config.scaling_factor == pytest.approx(1 / summary["latent_std"])
     assert model.config.shift_factor == pytest.approx(summary["latent_mean"])
+
+
+def test_stopped_and_resumed_training_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    # 16 images in batches of 8: the stop (after step 5) falls inside an epoch and before the last
+    # full-resolution steps; the posterior noise generator lives on between the two calls
+    params = quick_train_params(steps=9, full_resolution_steps=3)
+    images = ArrayImages(16, 32)
+    whole, whole_summary = train_tiny(params, images)
+    with pytest.raises(TrainingStopped, match="after step 5"):
+        train_tiny(params, images, checkpoints=Checkpoints(tmp_path, stop_after=5))
+    assert (tmp_path / CHECKPOINT).is_file()
+    resumed, summary = train_tiny(params, images, checkpoints=Checkpoints(tmp_path))
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert summary["first_loss"] == whole_summary["first_loss"] and summary["final_kl"] == whole_summary["final_kl"]
+    with pytest.raises(ValueError, match="other settings"):
+        train_tiny(quick_train_params(steps=9, full_resolution_steps=3, lr=1e-3), images, checkpoints=Checkpoints(tmp_path))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import torch
 from tokbench.errors import MissingAssetError
 from tokbench_vqgan.params import VQGANParams
 from tokbench_vqgan.tokenizer import VQGANTokenizer, build_vqgan
+from tokbench.training.loop import Checkpoints, TrainingStopped
 from tokbench_vqgan.train import images_tensor, train_tiny
 from vqgan_test_helpers import one_torch_thread, quick_train_params  # noqa: F401 - autouse fixture
 
@@ -43,6 +44,21 @@ def test_gan_and_legacy_beta_train(shapes32):
     model, arch, summary = train_tiny(params, images)
     assert arch.legacy_beta and not arch.l2_norm and model.quantize.legacy
     assert summary["steps"] == 4 and summary["final_loss"] == summary["final_loss"]  # finite
+
+
+def test_stopped_and_resumed_training_gives_the_weights_of_an_uninterrupted_run(shapes32, tmp_path):
+    # the stop falls inside a dead-code window (3 steps) and after the GAN starts: the restart
+    # counts, the discriminator, its optimizer and the shared generator all carry over
+    images = shapes32[0][:16]
+    params = quick_train_params(steps=8, full_resolution_steps=2, gan_weight=0.5, gan_start=2, restart_window=3)
+    whole, _, whole_summary = train_tiny(params, images)
+    with pytest.raises(TrainingStopped):
+        train_tiny(params, images, checkpoints=Checkpoints(tmp_path, every=2, stop_after=4))
+    resumed, _, summary = train_tiny(params, images, checkpoints=Checkpoints(tmp_path, every=2))
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert summary["restarted_codes"] == whole_summary["restarted_codes"] > 0
+    assert summary["first_loss"] == whole_summary["first_loss"]
 
 
 @pytest.fixture
