@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
             targets = teacher(batch) if name == "ssl" else None
 
             def step():
-                with trainer._autocast():
+                with trainer.autocast():
                     objective(batch, targets)["total"].backward()
 
             seconds = best_seconds(step, device, args.repeat)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[f"{name}_fwd_bwd_s"] = branch(name)
 
         def teacher_pass():
-            with trainer._autocast():
+            with trainer.autocast():
                 teacher(full)
 
         results["teacher_fwd_s"] = best_seconds(teacher_pass, device, args.repeat)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         images = batches["clip"].clip_images
 
         def trunk_step():
-            with trainer._autocast():
+            with trainer.autocast():
                 trunk.features(images).patches.float().square().mean().backward()
 
         results["trunk_fwd_bwd_s"] = best_seconds(trunk_step, device, args.repeat)

@@ -8,7 +8,8 @@ small modules, two backward passes per step; simpler than two DDP wrappers)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, ContextManager
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ from tokbench.training.discriminators import FeatureDiscriminator, PatchGANDiscr
 from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
 from tokbench.nn.layers import imagenet_normalize
 from tokbench_vtp.pretrain.distributed import all_reduce_mean_
+from tokbench_vtp.pretrain.recipe import PretrainRecipe
 
 
 class TrunkFeatures(nn.Module):
@@ -41,17 +43,25 @@ def build_discriminator(kind: str, trunk: nn.Module, width: int, depth: int) -> 
 
 
 class DecoderGANStage:
-    def __init__(self, trainer, state: dict[str, Any] | None = None, perceptual: nn.Module | None = None):
-        self.trainer = trainer
-        recipe = trainer.recipe
+    """Stage 2 on its own inputs, not on the stage-1 trainer: the recipe, the frozen ``trunk``
+    (``latents(images)``, and ``intermediate`` for the 'dino' discriminator), the ``decoder`` to
+    fine-tune (with a ``last_layer`` weight), the image ``source``, and where it runs (``device``,
+    ``rank`` / ``world_size``, ``autocast``: a context-manager factory for the frozen trunk's forward).
+    ``state``: a :meth:`state_dict` to resume from; ``perceptual``: the LPIPS module (loaded by the
+    caller, so a missing VGG16 file fails before stage 1)."""
+
+    def __init__(self, recipe: PretrainRecipe, trunk: nn.Module, decoder: nn.Module, source, *,
+                 device: torch.device, rank: int = 0, world_size: int = 1,
+                 autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+                 state: dict[str, Any] | None = None, perceptual: nn.Module | None = None):
+        self.recipe, self.trunk, self.decoder = recipe, trunk, decoder
+        self.device, self.world_size, self.autocast = device, world_size, autocast
         config = recipe.stage2
         self.config = config
-        model = trainer.model
-        model.trunk.requires_grad_(False)
-        self.decoder = model.pixel_decoder
-        self.discriminator = build_discriminator(config.discriminator, model.trunk, recipe.arch.vision_width,
-                                                 recipe.arch.vision_depth).to(trainer.device)
-        if trainer.world_size > 1 and trainer.device.type == "cuda":
+        trunk.requires_grad_(False)
+        self.discriminator = build_discriminator(config.discriminator, trunk, recipe.arch.vision_width,
+                                                 recipe.arch.vision_depth).to(device)
+        if world_size > 1 and device.type == "cuda":
             # One set of BatchNorm statistics across ranks (what every rank saves and resumes).
             self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
         self.generator_optimizer = torch.optim.AdamW(self.decoder.parameters(), lr=config.lr, betas=config.betas,
@@ -59,7 +69,6 @@ class DecoderGANStage:
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.discriminator_optimizer = torch.optim.AdamW(trainable, lr=config.discriminator_lr, betas=config.betas,
                                                          weight_decay=0.0)
-        # Loaded by the trainer at start-up when config.perceptual > 0 (a missing VGG16 file fails then).
         self.perceptual = perceptual if config.perceptual > 0 else None
         from tokbench_vtp.pretrain.data import build_loader
         from tokbench_vtp.pretrain.losses.reconstruction import ReconstructionLoss
@@ -67,17 +76,17 @@ class DecoderGANStage:
         self.rec_loss = ReconstructionLoss(l1_weight=config.l1, perceptual_weight=config.perceptual if self.perceptual else 0.0,
                                            perceptual=self.perceptual)
 
-        self.loader = build_loader(recipe, trainer.loader.source, trainer.rank, trainer.world_size, stage2=True)
+        self.loader = build_loader(recipe, source, rank, world_size, stage2=True)
         if state is not None:
             self.load_state_dict(state)
 
     def train_step(self, global_step: int) -> dict[str, float]:
-        trainer, config = self.trainer, self.config
-        step = global_step - trainer.recipe.steps
-        batch = next(self.loader).to(trainer.device, non_blocking=True)
+        config = self.config
+        step = global_step - self.recipe.steps
+        batch = next(self.loader).to(self.device, non_blocking=True)
         target = imagenet_normalize(batch.rec_images)
-        with torch.no_grad(), trainer._autocast():
-            latents = trainer.model.trunk.latents(target)
+        with torch.no_grad(), self.autocast():
+            latents = self.trunk.latents(target)
         self.decoder.train()
         reconstruction = self.decoder(latents.float()).float()
         rec, parts = self.rec_loss(reconstruction, target)
@@ -93,13 +102,13 @@ class DecoderGANStage:
             record.update(stage2_g=float(g_loss.detach()), stage2_gan_weight=float(weight))
         self.generator_optimizer.zero_grad(set_to_none=True)
         total.backward()
-        _average_gradients(self.decoder.parameters(), trainer.world_size)
+        _average_gradients(self.decoder.parameters(), self.world_size)
         self.generator_optimizer.step()
         if factor > 0 and config.gan_weight > 0:
             d_loss = hinge_d_loss(self.discriminator(target), self.discriminator(reconstruction.detach()))
             self.discriminator_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
-            _average_gradients((p for p in self.discriminator.parameters() if p.requires_grad), trainer.world_size)
+            _average_gradients((p for p in self.discriminator.parameters() if p.requires_grad), self.world_size)
             self.discriminator_optimizer.step()
             record["stage2_d"] = float(d_loss.detach())
         record["stage2_total"] = float(total.detach())

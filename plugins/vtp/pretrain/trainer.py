@@ -127,6 +127,7 @@ class VTPPretrainer:
         self.step = 0
         self._collapse_warned = False
         self.stage2 = None
+        self._pending_stage2_state: dict[str, Any] | None = None  # a resumed stage 2's state, until it is built
         self.loader = self._make_loader(source)
         self.history: list[dict[str, Any]] = []
         self.started = time.time()
@@ -185,7 +186,7 @@ class VTPPretrainer:
             batch = next(self.loader).to(self.device, non_blocking=True)
             sync = micro == accumulation - 1 or self.world_size == 1
             context = contextlib.nullcontext() if sync else self.trainable.no_sync()
-            with context, self._autocast():
+            with context, self.autocast():
                 targets = None
                 if self.teacher_trunk is not None and batch.global_crops.shape[0]:
                     targets = teacher_targets(self.teacher_trunk, self.teacher_head, self.objective, batch,
@@ -221,7 +222,8 @@ class VTPPretrainer:
         record.update(lr=self.lr(step), step=self.step)
         return record
 
-    def _autocast(self):
+    def autocast(self):
+        """The recipe's mixed precision (bf16 on CUDA when asked) as a context manager."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
@@ -267,14 +269,16 @@ class VTPPretrainer:
             devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.recipe.seed + 1)
-                self.stage2 = DecoderGANStage(self, state=getattr(self, "_pending_stage2_state", None),
-                                              perceptual=self.stage2_perceptual)
+                self.stage2 = DecoderGANStage(
+                    self.recipe, self.model.trunk, self.model.pixel_decoder, self.loader.source, device=self.device,
+                    rank=self.rank, world_size=self.world_size, autocast=self.autocast,
+                    state=self._pending_stage2_state, perceptual=self.stage2_perceptual)
         return self.stage2
 
     def _evaluate(self) -> None:
         was_training = self.model.training
         self.model.eval()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.autocast():
             metrics = self.evaluator(self.model)
         self.model.train(was_training)
         self._record({"kind": "eval", "step": self.step, **metrics})

@@ -135,6 +135,25 @@ def test_stage2_trains_only_the_decoder_and_exports_the_official_format(tmp_path
         assert torch.equal(loaded.get_reconstruction_latents(images), trainer.model.eval().get_reconstruction_latents(images))
 
 
+def test_stage2_needs_only_a_stage1_model_not_its_trainer(tmp_path):
+    """Stage 2 on a model read back from a stage-1 checkpoint (official format), with no trainer."""
+    from tokbench_vtp.checkpoint import load_official, save_official
+    from tokbench_vtp.pretrain.stage2 import DecoderGANStage
+
+    recipe = micro_recipe(steps=1, stage2={"steps": 2, "batch": 4, "gan_start": 0, "perceptual": 0.0})
+    trainer = VTPPretrainer(recipe, tmp_path / "run")
+    trainer.train_step()
+    save_official(trainer.model, tmp_path / "stage1")
+    model = load_official(tmp_path / "stage1")
+    trunk_before = {k: v.clone() for k, v in model.trunk.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in model.pixel_decoder.state_dict().items()}
+    stage = DecoderGANStage(recipe, model.trunk, model.pixel_decoder, None, device=torch.device("cpu"))
+    records = [stage.train_step(recipe.steps + i) for i in range(2)]
+    assert all("stage2_d" in r for r in records) and records[-1]["step"] == recipe.steps + 2
+    assert all(torch.equal(trunk_before[k], v) for k, v in model.trunk.state_dict().items())
+    assert any(not torch.equal(decoder_before[k], v) for k, v in model.pixel_decoder.state_dict().items())
+
+
 def test_dino_feature_discriminator_option(tmp_path):
     trainer = VTPPretrainer(micro_recipe(steps=1, stage2={"steps": 1, "batch": 4, "discriminator": "dino", "perceptual": 0.0}), tmp_path / "run")
     trainer.fit()
