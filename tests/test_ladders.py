@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import requires_fid_weights
-from tokbench.ladders.fit import LOGLINEAR, POWER, fit_curve, loo_rmse, predict, predicted_ranking
+from tokbench.ladders.fit import (LOGLINEAR, POWER, ModelError, fit_curve, loo_rmse, model_error, predict, predict_group,
+                                  predicted_ranking, walk_forward)
 from tokbench.ladders.halving import probability_worse
 
 FLOPS = np.array([0.05, 0.1, 0.25, 0.5]) * 1e13
@@ -116,25 +117,79 @@ def test_prediction_interval_covers_the_truth_and_the_band_contains_the_curve():
 
 def test_ranking_probability_is_calibrated_on_synthetic_ladders():
     """Where the predicted ranking is given 70-90% (about 80%), it holds in 70-90% of the cases;
-    over all cases the mean probability matches the hit rate."""
+    over all cases the mean probability matches the hit rate (the report's path: the curve
+    family's error pooled over the task's ladders and drawn into every prediction)."""
     rng = np.random.default_rng(0)
     probabilities, held = [], []
-    for _ in range(160):
-        predictions, truth = {}, {}
+    for _ in range(400):
+        ladders, truth = {}, {}
         for name in ("a", "b"):
             a, b, c = rng.uniform(20, 60), rng.uniform(0.3, 0.8), rng.uniform(5, 15)
             curve = a * (FLOPS / 1e12) ** (-b) + c
             observed = curve + rng.normal(0, 1.0, 4)
-            predictions[name] = predict(FLOPS, observed, observed[:, None] + rng.normal(0, 1.0, (4, 200)), 1e13)
+            ladders[name] = (FLOPS, observed, observed[:, None] + rng.normal(0, 1.0, (4, 100)))
             truth[name] = a * 10.0 ** (-b) + c
-        ranking, probability = predicted_ranking(predictions)
+        ranking, probability = predicted_ranking(predict_group(ladders, 1e13))
         probabilities.append(probability)
         held.append(ranking == sorted(truth, key=truth.get))
     probabilities, held = np.array(probabilities), np.array(held)
     middle = (probabilities >= 0.7) & (probabilities < 0.9)
-    assert middle.sum() >= 15
+    assert middle.sum() >= 40
     assert 0.7 <= held[middle].mean() <= 0.9
     assert abs(held.mean() - probabilities.mean()) < 0.1
+
+
+def _plateau_then_fall(rng):
+    """gFID flat at first, then falling (a logistic in ln C): neither fitted family; the CPU ladders' shape."""
+    height, middle, width = rng.uniform(40, 80), rng.uniform(0.5, 2.0), rng.uniform(0.6, 1.2)
+    return lambda flops: 10 + height / (1 + np.exp((np.log(flops / 1e12) - middle) / width))
+
+
+def _two_power_laws(rng):
+    """A fast power law fading into a slow one: the curve bends across the ladder."""
+    a1, b1, a2, b2, c = rng.uniform(30, 60), rng.uniform(1.5, 2.5), rng.uniform(20, 40), rng.uniform(0.1, 0.3), rng.uniform(5, 15)
+    return lambda flops: a1 * (flops / 5e11) ** (-b1) + a2 * (flops / 5e11) ** (-b2) + c
+
+
+@pytest.mark.parametrize("family, old_at_most", [(_plateau_then_fall, 0.6), (_two_power_laws, 0.85)])
+def test_intervals_cover_curves_outside_the_fitted_families(family, old_at_most):
+    """With the curve family's error (walk-forward, pooled over a task's three ladders) the 95%
+    intervals cover the true value at the target in at least 80% of cases on curves neither model
+    describes; the sampling noise alone (ModelError(0, 0), the former interval) does not."""
+    rng = np.random.default_rng(4)
+    old, new = [], []
+    for _ in range(50):
+        curves = {name: family(rng) for name in "abc"}
+        ladders = {}
+        for name, curve in curves.items():
+            observed = curve(FLOPS) + rng.normal(0, 1.0, 4)
+            ladders[name] = (FLOPS, observed, observed[:, None] + rng.normal(0, 1.0, (4, 100)))
+        widened = predict_group(ladders, 1e13)
+        for name, curve in curves.items():
+            truth = curve(1e13)
+            noise_only = predict(*ladders[name], 1e13, error=ModelError(0.0, 0))
+            old.append(noise_only.interval.low <= truth <= noise_only.interval.high)
+            new.append(widened[name].interval.low <= truth <= widened[name].interval.high)
+            assert widened[name].value == noise_only.value  # the point prediction is unchanged
+    assert np.mean(new) >= 0.8
+    assert np.mean(old) <= old_at_most
+
+
+def test_walk_forward_errors_measure_a_bend_and_not_the_noise():
+    rng = np.random.default_rng(5)
+    straight = 50 - 5 * np.log(FLOPS / 1e12)
+    replicates = straight[:, None] + rng.normal(0, 1.0, (4, 400))
+    steps = walk_forward(FLOPS, straight, replicates, LOGLINEAR)
+    assert len(steps) == 2 and [round(s.distance, 3) for s in steps] == [round(np.log(2.5), 3), round(np.log(2), 3)]
+    assert max(abs(s.error) for s in steps) < 1e-9 and all(s.noise_var > 0.5 for s in steps)
+    assert model_error(steps).scale == 0.0 and model_error(steps).dof == 2  # noise alone: no widening
+    bent = straight - np.array([0, 0, 6, 18])  # falls faster and faster
+    error = model_error(walk_forward(FLOPS, bent, bent[:, None] + replicates - straight[:, None], LOGLINEAR))
+    assert error.scale > 5 and error.dof == 2
+    far, near = (predict(FLOPS, bent, bent[:, None] + replicates - straight[:, None], t, model=LOGLINEAR) for t in (1e14, 1e13))
+    assert far.extrapolation == pytest.approx(20) and far.rungs == 4 and far.model_error == error
+    assert far.interval.high - far.interval.low > 2 * (near.interval.high - near.interval.low)  # grows with ln distance
+    assert model_error([]).dof == 0 and predict(FLOPS[:2], bent[:2], replicates[:2], 1e13).model_error.dof == 0
 
 
 def test_ranking_probability_counts_joint_draws_in_order():
@@ -182,27 +237,37 @@ def _rung_record(store, tokenizer: str, fraction: float, shift: float, params: d
 
 
 def test_halving_stops_a_clearly_worse_generator_and_spares_a_close_one(tmp_path):
+    """The stop probability compares the ladders' predictions at the full budget, the curve
+    family's error included; before the third rung (no walk-forward error yet) nothing stops."""
+    from tokbench.ladders.data import Point
     from tokbench.ladders.halving import decide
     from tokbench.storage.store import Store
-    from tokbench.tasks.base import TaskOutput
 
     store = Store(tmp_path / "store")
     reference = _features(store, "reference", 0.0, n=128, seed=99)
-    params = {"training_flops": 2.5e11, "seed": 0, "compile": False}
-    leader = _rung_record(store, "leader", 0.25, 0.2, params, 1, reference)
-    store.put_result("leader-rung", leader)
+    params = {"training_flops": 1e12, "seed": 0, "compile": False}
+    fractions = (0.05, 0.1, 0.25)
+    for i, (fraction, shift) in enumerate(zip(fractions, (0.6, 0.4, 0.2))):
+        store.put_result(f"leader-rung-{i}", _rung_record(store, "leader", fraction, shift, params, 1 + i, reference))
 
-    def mine(shift, seed):
-        record = _rung_record(store, "me", 0.25, shift, params, seed, reference)
-        return TaskOutput(metrics=record["metrics"], details=record["details"])
+    def mine(shifts, seed):
+        points = []
+        for i, (fraction, shift) in enumerate(zip(fractions, shifts)):
+            record = _rung_record(store, "me", fraction, shift, params, seed + i, reference)
+            points.append(Point(record["details"]["rung_flops"], record["metrics"]["gfid"],
+                                record["details"]["evidence"]["gfid"], fraction))
+        return points
 
-    far = decide(store, "me", mine(2.0, 2), params | {"ladder_rung": 0.25}, "fp", 0.95)
-    assert far.stop and far.leader == "leader" and far.probability_worse >= 0.95 and "worse with probability" in far.reason
-    close = decide(store, "me", mine(0.25, 3), params | {"ladder_rung": 0.25}, "fp", 0.95)
+    far = decide(store, "me", mine((2.6, 2.3, 2.0), 20), params, "fp", 0.95, 1e12)
+    assert far.stop and far.leader == "leader" and far.probability_worse >= 0.95
+    assert "predicted gfid at 1e+12 FLOPs" in far.reason and "curve family's error included" in far.reason
+    close = decide(store, "me", mine((0.65, 0.45, 0.25), 30), params, "fp", 0.95, 1e12)
     assert not close.stop and (close.probability_worse is None or close.probability_worse < 0.95)
-    other_rung = decide(store, "me", mine(2.0, 2), params | {"ladder_rung": 0.5}, "fp", 0.95)
-    assert not other_rung.stop and "no other tokenizer" in other_rung.reason  # rivals only at the same rung
-    compiled = decide(store, "me", mine(2.0, 2), params | {"ladder_rung": 0.25, "compile": True}, "fp", 0.95)
+    early = decide(store, "me", mine((2.6, 2.3, 2.0), 20)[:2], params, "fp", 0.95, 1e12)
+    assert not early.stop and "from the third rung on" in early.reason
+    other_task = decide(store, "me", mine((2.6, 2.3, 2.0), 20), params | {"seed": 1}, "fp", 0.95, 1e12)
+    assert not other_task.stop and "no other tokenizer" in other_task.reason  # rivals only of the same task
+    compiled = decide(store, "me", mine((2.6, 2.3, 2.0), 20), params | {"compile": True}, "fp", 0.95, 1e12)
     assert compiled.stop  # execution-only params do not split the comparison
 
 
@@ -225,10 +290,24 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
     table = prediction_table(groups)
     assert "PREDICTED at 1e+12 training FLOPs" in table and "not measured" in table
     assert "| 1 | good |" in table and "| 2 | poor |" in table and "Probability that the predicted ranking" in table
+    for name in ("good", "poor"):  # rungs, family and extrapolation factor of each prediction
+        prediction = groups[0].predictions[name]
+        assert prediction.rungs == 4 and prediction.extrapolation == pytest.approx(2.0)
+        row = next(line for line in table.splitlines() if f"| {name} |" in line)
+        assert f"| {prediction.fit.model}: " in row and "| 4 | " in row and "| 2x |" in row
+    assert "walk-forward errors" in table  # the interval says it carries the curve family's error
+    farther = ladder_groups(records, store, target_flops=2e13)[0]
+    assert farther.target_flops == 2e13 and farther.predictions["good"].extrapolation == pytest.approx(40.0)
+    assert "| 40x |" in prediction_table([farther]) and "PREDICTED at 2e+13 training FLOPs" in prediction_table([farther])
     plots = ladder_plots(groups)
     assert plots[0].name == "ladder" and plots[0].png.startswith(b"\x89PNG")
     report = build_report([{**r, "key": f"k{i}"} for i, r in enumerate(records)], store=store)
     assert report.predictions == table and len(report.frame) == 0  # rungs stay out of the measured tables
+    from tokbench.config.suite import ReportConfig
+
+    chosen = build_report([{**r, "key": f"k{i}"} for i, r in enumerate(records)], store=store, plots=False,
+                          settings=ReportConfig(ladder_target_flops=2e13))
+    assert "PREDICTED at 2e+13 training FLOPs" in chosen.predictions  # the suite's report: ladder_target_flops
 
 
 # ---- the generation task with a ladder (real training, sampling and Inception scoring) ------------------

@@ -166,6 +166,65 @@ def fit_curve(flops, values, sigma=None, model: str | None = None, reference_flo
     return CurveFit(model, params, reference, scores)
 
 
+@dataclass(frozen=True)
+class WalkForward:
+    """One rung predicted from the rungs below it (a small extrapolation whose answer is known)."""
+
+    error: float  # the measured rung minus its prediction
+    distance: float  # ln(rung FLOPs / largest FLOPs of the rungs it was predicted from)
+    noise_var: float  # the error's variance from the rungs' sampling noise alone (over the bootstrap draws)
+
+
+@dataclass(frozen=True)
+class ModelError:
+    """The curve family's extrapolation error: standard deviation ``scale`` per unit of
+    ln(target / largest fitted rung), from walk-forward errors (``walk_forward``) with the sampling
+    noise's share removed; ``dof`` errors back it, so draws are Student-t with ``dof`` degrees of
+    freedom (few errors, heavy tails). ``dof`` 0: not estimable (too few rungs), no widening."""
+
+    scale: float
+    dof: int
+    steps: tuple[WalkForward, ...] = ()
+
+    def draws(self, distance: float, count: int, rng: np.random.Generator) -> np.ndarray:
+        if self.dof == 0 or self.scale == 0.0 or distance <= 0.0:
+            return np.zeros(count)
+        return self.scale * distance * rng.standard_t(self.dof, count)
+
+    def describe(self) -> str:
+        if self.dof == 0:
+            return "not estimable (no rung can be predicted from the rungs below it)"
+        return f"{self.scale:.3g} per ln-FLOPs beyond the last rung (t, {self.dof} walk-forward errors)"
+
+
+def walk_forward(flops, values, replicates, model: str) -> list[WalkForward]:
+    """Each rung with enough rungs below it to fit ``model`` predicted from those rungs: the
+    prediction error, the extrapolation distance and the error's variance from sampling noise
+    (the same prefix fit on every joint bootstrap draw, minus the draw of the predicted rung)."""
+    flops, values = np.asarray(flops, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    replicates = np.asarray(replicates, dtype=np.float64)
+    order = np.argsort(flops)
+    flops, values, replicates = flops[order], values[order], replicates[order]
+    weights = _weights(replicates.std(axis=1, ddof=1), len(flops))
+    steps = []
+    for j in range(_minimum_rungs(model), len(flops)):
+        x = np.log(flops[:j] / flops[j])  # the predicted rung at x = 0
+        point = _evaluate(model, _fit_many(model, x, values[:j, None], weights[:j]), np.zeros(1))[0, 0]
+        drawn = _evaluate(model, _fit_many(model, x, replicates[:j], weights[:j]), np.zeros(1))[:, 0]
+        steps.append(WalkForward(float(values[j] - point), float(-x[-1]), float(np.var(drawn - replicates[j], ddof=1))))
+    return steps
+
+
+def model_error(steps) -> ModelError:
+    """Pool walk-forward errors (of one ladder, or of the ladders of one task, which then share
+    the estimate): scale² = Σ(error² − noise variance) / Σ distance², at least 0."""
+    steps = tuple(steps)
+    if not steps:
+        return ModelError(0.0, 0)
+    excess = sum(s.error**2 - s.noise_var for s in steps) / sum(s.distance**2 for s in steps)
+    return ModelError(float(np.sqrt(max(excess, 0.0))), len(steps), steps)
+
+
 @dataclass
 class Prediction:
     """The metric predicted at ``target_flops`` from one tokenizer's rungs."""
@@ -174,26 +233,44 @@ class Prediction:
     target_flops: float
     value: float
     interval: Interval
-    draws: np.ndarray  # (R,) predictions of the joint bootstrap draws
+    draws: np.ndarray  # (R,) predictions of the joint bootstrap draws, each plus a draw of the model error
     draw_params: np.ndarray  # (R, 3) per-draw parameters (see _fit_many)
     draw_models: np.ndarray  # (R,) the model each draw chose by leave-one-out
+    model_error: ModelError = field(default_factory=lambda: ModelError(0.0, 0))
+    rungs: int = 0  # rungs the curve was fitted on
+    largest_flops: float = 0.0  # the largest of them
+
+    @property
+    def extrapolation(self) -> float:
+        """target / largest fitted rung."""
+        return self.target_flops / self.largest_flops
 
     def band(self, flops, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise ``level`` band of the draws' curves at ``flops`` (percentiles)."""
-        x = np.log(np.asarray(flops, dtype=np.float64) / self.fit.reference_flops)
+        """Pointwise ``level`` band of the draws' curves at ``flops`` (percentiles), beyond the
+        last rung widened by the model error as the prediction is (the same t draws, scaled by
+        each point's distance from the last rung)."""
+        flops = np.asarray(flops, dtype=np.float64)
+        x = np.log(flops / self.fit.reference_flops)
         curves = _evaluate_draws(self.draw_models, self.draw_params, x)
+        if self.model_error.dof and self.model_error.scale:
+            unit = self.draws - _evaluate_draws(self.draw_models, self.draw_params, np.zeros(1))[:, 0]
+            beyond = np.clip(np.log(flops / self.largest_flops), 0, None) / max(np.log(self.extrapolation), 1e-12)
+            curves = curves + unit[:, None] * beyond[None, :]
         tail = (1 - level) / 2
         low, high = np.quantile(curves, [tail, 1 - tail], axis=0)
         return low, high
 
 
 def predict(flops, values, replicates, target_flops: float, settings: BootstrapSettings | None = None,
-            model: str | None = None) -> Prediction:
+            model: str | None = None, error: ModelError | None = None) -> Prediction:
     """The metric at ``target_flops``: the curve through ``values`` (one per rung) and its refits
     on every column of ``replicates`` (K rungs x R draws, centred on the values) for the interval.
     The point prediction uses the model chosen on the values (``fit_curve``); with ``model`` None
     and enough rungs each draw chooses again by leave-one-out, so the interval carries the
-    uncertainty of the choice too."""
+    uncertainty of the choice too. Each draw also gets a draw of the curve family's error at the
+    target's distance beyond the last rung: ``error``, or when None the one estimated from these
+    rungs' walk-forward errors (``model_error(walk_forward(...))``); pass ``ModelError(0, 0)`` for
+    the sampling noise alone."""
     settings = settings or BootstrapSettings()
     flops, values = np.asarray(flops, dtype=np.float64), np.asarray(values, dtype=np.float64)
     replicates = np.asarray(replicates, dtype=np.float64)
@@ -210,11 +287,33 @@ def predict(flops, values, replicates, target_flops: float, settings: BootstrapS
     for name in set(models.tolist()):
         chosen = models == name
         theta[chosen] = _fit_many(name, x, replicates[:, chosen], weights)
+    if error is None:
+        error = model_error(walk_forward(flops, values, replicates, fit.model))
+    # the model error's draws: their own stream per ladder (independent between tokenizers), reproducible
+    rng = np.random.default_rng([settings.seed, *np.frombuffer(values.tobytes(), dtype=np.uint32).tolist()])
     draws = _evaluate_draws(models, theta, np.zeros(1))[:, 0]
+    draws = draws + error.draws(float(np.log(target_flops / flops.max())), len(draws), rng)
     value = float(fit.predict([target_flops])[0])
+    widened = f", plus the curve family's error ({error.describe()})" if error.dof else ""
     interval = interval_from_replicates(value, draws, settings, PERCENTILE,
-                                        over=f"{replicates.shape[1]} joint draws of {len(flops)} rungs, {fit.model} refit")
-    return Prediction(fit, float(target_flops), value, interval, draws, theta, models)
+                                        over=f"{replicates.shape[1]} joint draws of {len(flops)} rungs, {fit.model} refit{widened}")
+    return Prediction(fit, float(target_flops), value, interval, draws, theta, models, error, len(flops), float(flops.max()))
+
+
+def predict_group(ladders: dict[str, tuple], target_flops: float, settings: BootstrapSettings | None = None,
+                  model: str | None = None, pool: bool = True) -> dict[str, Prediction]:
+    """``predict`` for the ladders of one task (name -> (flops, values, replicates)), the curve
+    family's error estimated once from all their walk-forward errors (``pool``; each ladder's own
+    chosen model), or from each ladder's own (``pool`` False). Pooling assumes the tokenizers of
+    one task, trained by the same generator recipe at the same budgets, share the error's scale."""
+    if not pool:
+        return {name: predict(*data, target_flops, settings, model) for name, data in ladders.items()}
+    steps = []
+    for flops, values, replicates in ladders.values():
+        chosen = model or fit_curve(flops, values, np.asarray(replicates).std(axis=1, ddof=1)).model
+        steps += walk_forward(flops, values, replicates, chosen)
+    error = model_error(steps)
+    return {name: predict(*data, target_flops, settings, model, error) for name, data in ladders.items()}
 
 
 def predicted_ranking(predictions: dict[str, Prediction], higher_is_better: bool = False) -> tuple[list[str], float]:

@@ -16,7 +16,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from tokbench.ladders.data import Ladder, Point, centred_replicates, collect, engine_for
-from tokbench.ladders.fit import Prediction, predict, predicted_ranking
+from tokbench.ladders.fit import Prediction, predict_group, predicted_ranking
+from tokbench.report.figure import new_figure, to_plot
 from tokbench.stats import BootstrapSettings
 
 TABLE_FILE = "predicted.md"
@@ -33,6 +34,7 @@ class LadderGroup:
     ladders: list[Ladder]
     seed: int | None = None
     points: dict[str, list[Point]] = field(default_factory=dict)  # what each fit used
+    data: dict[str, tuple] = field(default_factory=dict)  # tokenizer -> (flops, values, replicates) of those points
     predictions: dict[str, Prediction] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # tokenizer -> why no prediction
     errors: dict[str, np.ndarray] = field(default_factory=dict)  # tokenizer -> (2, rungs) interval below/above each rung
@@ -67,11 +69,14 @@ def ladder_groups(records: Iterable[dict[str, Any]], store, settings: BootstrapS
             continue
         try:
             replicates = np.stack([centred_replicates(engine, p) for p in points])
-            group.predictions[ladder.tokenizer] = predict([p.flops for p in points], [p.value for p in points],
-                                                          replicates, target, settings)
-        except Exception as error:  # noqa: BLE001 - evidence unreadable, degenerate fit: said in the table
+            group.data[ladder.tokenizer] = ([p.flops for p in points], [p.value for p in points], replicates)
+        except Exception as error:  # noqa: BLE001 - evidence unreadable: said in the table
             group.problems[ladder.tokenizer] = f"{type(error).__name__}: {error}"
     for group in groups.values():
+        try:  # the curve family's error is estimated once per task, from all its ladders' walk-forward errors
+            group.predictions = predict_group(group.data, group.target_flops, settings)
+        except Exception as error:  # noqa: BLE001 - a degenerate fit: said in the table
+            group.problems.update({name: f"{type(error).__name__}: {error}" for name in group.data})
         if group.predictions:
             group.ranking, group.probability = predicted_ranking(group.predictions)
     return list(groups.values())
@@ -90,31 +95,38 @@ def prediction_table(groups: list[LadderGroup], metric: str = "gfid") -> str:
     for group in groups:
         level = next(iter(group.predictions.values())).interval.method.split("%")[0] + "%" if group.predictions else ""
         seed = f" (generator seed {group.seed})" if group.seed is not None and len(groups) > 1 else ""
+        error = next(iter(group.predictions.values())).model_error if group.predictions else None
+        widened = (f"plus a draw of the curve family's error, estimated from the task's walk-forward errors (each rung "
+                   f"predicted from the rungs below it): {error.describe()}" if error is not None and error.dof else
+                   "the curve family's error is NOT included: no rung can be predicted from the rungs below it (add rungs)")
         lines += [f"## PREDICTED at {_flops(group.target_flops)} training FLOPs: {group.task} / {group.dataset}{seed}", "",
                   f"Extrapolated from each tokenizer's ladder rungs, not measured. Interval: {level} bootstrap of the rungs "
-                  "carried through the refit (measurement noise only; the error of the curve family is in docs/ladders.md).",
-                  "", f"| rank | tokenizer | predicted {metric} | interval | curve | fitted on (FLOPs) | leave-one-out RMSE "
-                  f"| measured at target (held out) |", "|---|---|---|---|---|---|---|---|"]
+                  f"carried through the refit, {widened} (docs/ladders.md).",
+                  "", f"| rank | tokenizer | predicted {metric} | interval | curve | rungs | fitted on (FLOPs) | extrapolation "
+                  f"| leave-one-out RMSE | measured at target (held out) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for rank, name in enumerate(group.ranking, 1):
             prediction = group.predictions[name]
             fit = prediction.fit
-            curve = (f"{fit.params['a']:.3g}·C^-{fit.params['b']:.3g} + {fit.params['c']:.3g}" if fit.model == "power"
-                     else f"{fit.params['alpha']:.3g} {fit.params['beta']:+.3g}·ln(C/target)")
+            curve = (f"power: {fit.params['a']:.3g}·C^-{fit.params['b']:.3g} + {fit.params['c']:.3g}" if fit.model == "power"
+                     else f"loglinear: {fit.params['alpha']:.3g} {fit.params['beta']:+.3g}·ln(C/target)")
             ladder = next(l for l in group.ladders if l.tokenizer == name)
             held = ("—" if ladder.full is None or abs(ladder.full.flops / group.target_flops - 1) > 0.01
                     else f"{ladder.full.value:.4g}")
             used = ", ".join(_flops(p.flops) for p in group.points[name])
             loo = ", ".join(f"{m} {v:.3g}" for m, v in fit.loo_rmse.items() if np.isfinite(v)) or "—"
             lines.append(f"| {rank} | {name} | {prediction.value:.4g} | [{prediction.interval.low:.4g}, "
-                         f"{prediction.interval.high:.4g}] | {curve} | {used} | {loo} | {held} |")
+                         f"{prediction.interval.high:.4g}] | {curve} | {prediction.rungs} | {used} | "
+                         f"{prediction.extrapolation:.3g}x | {loo} | {held} |")
         for ladder in group.ladders:
             if ladder.stopped:
-                lines.append(f"| — | {ladder.tokenizer} | stopped | | {ladder.stopped.get('reason', '')} | | | |")
+                lines.append(f"| — | {ladder.tokenizer} | stopped | | {ladder.stopped.get('reason', '')} | | | | | |")
         for name, problem in group.problems.items():
-            lines.append(f"| — | {name} | no prediction | | {problem} | | | |")
+            lines.append(f"| — | {name} | no prediction | | {problem} | | | | | |")
         if group.probability is not None and len(group.ranking) > 1:
             lines += ["", f"Probability that the predicted ranking ({' < '.join(group.ranking)}) holds: "
-                          f"**{group.probability:.2f}** (fraction of joint bootstrap draws in that order)."]
+                          f"**{group.probability:.2f}** (fraction of joint draws, model error included, in that order; "
+                          "the tokenizers' model errors are drawn independently)."]
+        lines.append("Extrapolation: the target over the largest budget fitted; the model error's share grows with its logarithm.")
         saved = sum(l.stopped.get("flops_saved", 0.0) for l in group.ladders if l.stopped)
         if saved:
             lines.append(f"Successive halving saved {saved:.3g} training FLOPs in this task.")
@@ -124,15 +136,14 @@ def prediction_table(groups: list[LadderGroup], metric: str = "gfid") -> str:
 
 def ladder_plots(groups: list[LadderGroup], metric: str = "gfid") -> list:
     """One plot per group: each tokenizer's rungs with their intervals, the fitted curve, and the
-    band of the bootstrap refits out to the target budget (log FLOPs); the measured full-budget
+    band of the bootstrap refits (with the model error beyond the last rung) out to the target
+    budget (log FLOPs); the measured full-budget
     result, when held out, as an open marker."""
-    from tokbench.report.plots import _figure, _save
-
     plots = []
     for index, group in enumerate(groups):
         if not group.ladders:
             continue
-        fig, ax = _figure(6.5, 4.2)
+        fig, ax = new_figure(6.5, 4.2)
         colors = iter(["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"] * 4)
         for ladder in group.ladders:
             color = next(colors)
@@ -162,6 +173,6 @@ def ladder_plots(groups: list[LadderGroup], metric: str = "gfid") -> list:
             title += f" (P(predicted ranking) = {group.probability:.2f})"
         ax.set_title(title, fontsize=9)
         name = "ladder" if len(groups) == 1 else f"ladder_{group.task}_seed{group.seed}_{index}"
-        plots.append(_save(fig, name, title, "dots: rungs with their intervals; lines: fitted curves; bands: bootstrap refits "
+        plots.append(to_plot(fig, name, title, "dots: rungs with their intervals; lines: fitted curves; bands: bootstrap refits "
                            "out to the target (dotted); open squares: measured full-budget results (held out of the fit)"))
     return plots

@@ -10,16 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from tokbench.report.tables import Table, TableSpec, build_tables
-
-
-@dataclass
-class Plot:
-    name: str
-    title: str
-    png: bytes
-    svg: bytes
-    caption: str = ""
+from tokbench.config.suite import ReportConfig, TableSpec
+from tokbench.report.figure import Plot
+from tokbench.report.table_model import Cell, Table
+from tokbench.report.tables import build_tables
 
 
 @dataclass
@@ -46,7 +40,6 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     frame = long_frame(records, suite=suite)
     verdicts = None
     if store is not None:
-        from tokbench.config.suite import ReportConfig
         from tokbench.report.verdicts import Verdicts
 
         verdicts = Verdicts.from_config(store, settings or ReportConfig())
@@ -60,12 +53,12 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
     selected = [r for r in records if suite is None or r.get("suite", {}).get("name") == suite]
     ladders = None
     if store is not None and any(r.get("type") == "rung" for r in selected):
-        from tokbench.config.suite import ReportConfig
         from tokbench.report.ladders import ladder_groups, prediction_table
         from tokbench.stats import BootstrapSettings
 
         config = settings or ReportConfig()
-        ladders = ladder_groups(selected, store, BootstrapSettings(config.confidence, config.resamples, config.seed))
+        ladders = ladder_groups(selected, store, BootstrapSettings(config.confidence, config.resamples, config.seed),
+                                target_flops=config.ladder_target_flops)
         report.predictions = prediction_table(ladders)
     if plots:
         from tokbench.report.plots import draw_plots
@@ -77,7 +70,6 @@ def build_report(records: Iterable[dict[str, Any]], *, suite: str | None = None,
 def _result_intervals(frame, verdicts) -> None:
     """``ci_low``, ``ci_high``, ``ci_method`` on every row of the long frame (one result each)."""
     from tokbench.report.metrics import metric_info
-    from tokbench.report.tables import Cell
 
     lows, highs, methods = [], [], []
     for value, evidence, metric in zip(frame["value"], frame["evidence"], frame["metric"]):
