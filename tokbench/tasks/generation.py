@@ -27,6 +27,7 @@ from the settings):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,102 @@ TRAINING_FLOPS_COUNTS = (
 )
 
 
+def time_since(started: float) -> float:
+    import time
+
+    return time.time() - started
+
+
+@dataclass
+class Latents:
+    """Step 1 of ``GenerationTask.run``: the training set's latents with their standardisation."""
+
+    spec: Any  # the tokenizer's LatentSpec at the training resolution
+    table: Any  # the stored feature table (its key is an artifact of every result)
+    views: Any  # (2, N, C, H, W): the latents and their horizontal flips
+    labels: Any
+    count: int  # training images (without the flips)
+    mean: Any
+    std: Any
+
+
+@dataclass
+class Generator:
+    """Step 2: the LightningDiT sized to the budget and the inputs that key its training."""
+
+    config: Any  # tokbench.generation.model.DiTConfig
+    patch: int
+    steps: int
+    batch: int
+    noise: Any  # tokbench.generation.transport.NoiseSchedule
+    rungs: list[tuple[float, int]]  # (fraction of the budget, step) of each ladder rung
+    training_inputs: dict[str, Any]
+
+
+class GeneratorTraining:
+    """Step 3: a unit's one training run (resumed from ``partial/`` in the store). The ladder's
+    snapshots are taken on the way to the full budget; a rung whose snapshot is gone after the run
+    went past it trains the same run again from step 0."""
+
+    def __init__(self, ctx: TaskContext, params: GenerationParams, latents: Latents, generator: Generator):
+        self.ctx, self.params, self.latents, self.generator = ctx, params, latents, generator
+        self.trainer = None
+        self.history: list[dict] = []
+        self.log_every = max(1, generator.steps // 20)
+
+    def at(self, step: int):
+        """The trainer at or before ``step``."""
+        import torch
+
+        from tokbench.generation.model import LightningDiT
+        from tokbench.generation.train import DiTTrainer, LatentSet, TrainSettings
+
+        trainer, params, generator, latents = self.trainer, self.params, self.generator, self.latents
+        if trainer is not None and trainer.step <= step:
+            return trainer
+        work_dir = self.ctx.build.work_dir(generator.training_inputs, "generator-training")
+        if trainer is not None:  # past a rung whose snapshot is gone: the same run again from step 0
+            (work_dir / DiTTrainer.CHECKPOINT).unlink(missing_ok=True)
+        torch.manual_seed(params.seed)
+        settings = TrainSettings(steps=generator.steps, batch_size=generator.batch, lr=params.lr, ema_decay=params.ema_decay,
+                                 class_dropout=params.class_dropout, cosine_loss=params.cosine_loss,
+                                 grad_clip=params.grad_clip, seed=params.seed, precision=params.precision,
+                                 checkpoint_every=max(1, min(1000, generator.steps // 10)), compile=params.compile,
+                                 activation_checkpointing=params.activation_checkpointing,
+                                 fused_optimizer=params.fused_optimizer)
+        data = LatentSet((latents.views[0] - latents.mean) / latents.std, (latents.views[1] - latents.mean) / latents.std,
+                         latents.labels)
+        self.trainer = DiTTrainer(LightningDiT(generator.config), data, settings, generator.noise, self.ctx.build.device,
+                                  work_dir=work_dir)
+        if self.trainer.step > step:
+            return self.at(step)
+        return self.trainer
+
+    def snapshot(self, out: Path, step: int) -> dict[str, Any]:
+        """Train to ``step`` and write the EMA weights there (a ladder rung)."""
+        from tokbench.runtime.timing import phase
+
+        trainer = self.at(step)
+        with phase("generator training", f"LightningDiT-{self.params.model}/{self.generator.patch} to step {step} of "
+                                         f"{self.generator.steps}"):
+            self.history.extend(trainer.fit(log_every=self.log_every, until=step))
+        trainer.snapshot(out / "checkpoint.pt")
+        return {"step": step}
+
+    def full(self, out: Path) -> dict[str, Any]:
+        """Train to the full budget and write the EMA checkpoint and the latents' statistics."""
+        import torch
+
+        from tokbench.runtime.timing import phase
+
+        trainer = self.at(self.generator.steps)
+        with phase("generator training", f"LightningDiT-{self.params.model}/{self.generator.patch}, {self.generator.steps} steps"):
+            self.history.extend(trainer.fit(log_every=self.log_every))
+        trainer.export_official(out / "checkpoint.pt")
+        torch.save({"mean": self.latents.mean, "std": self.latents.std}, out / "latents_stats.pt")
+        return {"history": trainer.history, "ranks": trainer.world}
+
+
 class GenerationTask(UsesFIDWeights, Task):
     protocol_version = "gfid-v2"
     execution_params = frozenset({"compile", "activation_checkpointing", "fused_optimizer"})
@@ -58,16 +155,41 @@ class GenerationTask(UsesFIDWeights, Task):
         return inputs
 
     def run(self, ctx: TaskContext) -> TaskOutput:
+        """Encode the latents, size the generator to the budget, train it (the ladder's rungs
+        sampled and scored on the way, successive halving deciding at each), sample, score."""
         import time
 
-        import torch
+        params = self.params
+        spec, patch = self._check_inputs(ctx)
+        started = time.time()
+        latents = self._encode_latents(ctx, spec)
+        generator = self._size_generator(ctx, spec, patch, latents)
+        training = GeneratorTraining(ctx, params, latents, generator)
+        ladder: list[dict[str, Any]] = []
+        points: list = []  # tokbench.ladders.data.Point of each rung so far (successive halving)
+        for fraction, rung_steps in generator.rungs:
+            snapshot_dir = self._train_to_rung(ctx, training, fraction, rung_steps)
+            output = self._evaluate_rung(ctx, latents, generator, snapshot_dir, fraction, rung_steps, started)
+            rung = {"fraction": fraction, "steps": rung_steps, "flops": output.details["generator_training_flops"],
+                    "gfid": output.metrics.get("gfid")}
+            ladder.append(rung)
+            if params.ladder_stop is not None:
+                stopped = self._successive_halving(ctx, output, fraction, rung, ladder, points, latents, generator,
+                                                   snapshot_dir, started)
+                if stopped is not None:
+                    return stopped
+        generator_dir = self._train_generator(ctx, training)
+        output = self._evaluate(ctx, latents, generator, generator_dir, generator.steps, params.training_flops, started)
+        if ladder:
+            output.details["ladder"] = ladder
+            if params.ladder_stop is not None:
+                output.details["ladder_stop"] = {"stopped": False, "flops_saved": 0.0}
+        return output
 
-        from tokbench.generation.flops import forward_flops, sampling_flops_per_image, steps_for_budget, training_flops_per_image
-        from tokbench.generation.transport import NoiseSchedule, default_noise_shift
-        from tokbench.hashing import state_dict_fingerprint
-        from tokbench.runtime.timing import phase
-        from tokbench.understanding.features import FeatureRequest, extract_features
-
+    # ---- the steps of run() ------------------------------------------------------------------------
+    def _check_inputs(self, ctx: TaskContext):
+        """The tokenizer's latent shape on the training set and the patch that makes it ``target_tokens``
+        tokens; the datasets and batch size checked."""
         params = self.params
         if ctx.train_dataset is None:
             raise TokbenchError("generation trains on a dataset's latents: set the task's 'train_dataset'")
@@ -82,16 +204,21 @@ class GenerationTask(UsesFIDWeights, Task):
                 f"train dataset {ctx.train_dataset_name!r} has {len(train)} images, fewer than batch_size {params.batch_size}; "
                 f"set batch_size to at most {len(train)} (the batch is never shrunk silently)"
             )
-        tokenizer = ctx.tokenizer
-        spec = tokenizer.latent_spec(train.resolution)
+        spec = ctx.tokenizer.latent_spec(train.resolution)
         if spec.height != spec.width:
             raise TokbenchError(f"LightningDiT needs square latents; {ctx.tokenizer_name} gives {spec.height}x{spec.width}")
-        patch = patch_for_tokens(ctx.tokenizer_name, spec.channels, spec.height, params.target_tokens, params.token_match)
-        started = time.time()
+        return spec, patch_for_tokens(ctx.tokenizer_name, spec.channels, spec.height, params.target_tokens, params.token_match)
 
-        # 1. latents (+ flip copies), extracted once into the store
+    def _encode_latents(self, ctx: TaskContext, spec) -> Latents:
+        """1. The training set's latents and their horizontal-flip copies, extracted once into the
+        store, and the statistics that standardise them."""
+        import torch
+
+        from tokbench.understanding.features import FeatureRequest, extract_features
+
+        params = self.params
         table = extract_features(
-            ctx.build, tokenizer, ctx.tokenizer_fingerprint, train,
+            ctx.build, ctx.tokenizer, ctx.tokenizer_fingerprint, ctx.train_dataset,
             FeatureRequest(("latent",), latent_pool=spec.height, augmentation="hflip", storage="float32"),
             batch_size=params.extract_batch_size, shard_size=params.shard_size,
             label=f"latents {ctx.train_dataset_name} / {ctx.tokenizer_name}",
@@ -99,13 +226,20 @@ class GenerationTask(UsesFIDWeights, Task):
         count = len(table.labels) // 2
         views = torch.from_numpy(table.features["latent"]).view(2, count, spec.channels, spec.height, spec.width)
         labels = torch.from_numpy(table.labels[:count])
-        mean, std = self._normalization(tokenizer, views[0])
+        mean, std = self._normalization(ctx.tokenizer, views[0])
+        return Latents(spec, table, views, labels, count, mean, std)
 
-        # 2. generator size, patch and steps from the budget
+    def _size_generator(self, ctx: TaskContext, spec, patch: int, latents: Latents) -> Generator:
+        """2. The generator's size and patch, its steps from the budget (and each rung's), the noise
+        schedule, and the inputs that key its training in the store."""
+        from tokbench.generation.flops import steps_for_budget
         from tokbench.generation.model import dit_config
+        from tokbench.generation.transport import NoiseSchedule, default_noise_shift
+        from tokbench.hashing import state_dict_fingerprint
 
-        config = dit_config(f"{params.model}/{patch}", spec.channels, input_size=spec.height, num_classes=train.num_classes,
-                            class_dropout_prob=params.class_dropout)
+        params = self.params
+        config = dit_config(f"{params.model}/{patch}", spec.channels, input_size=spec.height,
+                            num_classes=ctx.train_dataset.num_classes, class_dropout_prob=params.class_dropout)
         batch = params.batch_size
         steps = params.steps if params.steps is not None else steps_for_budget(config, params.training_flops, batch)
         shifts = {
@@ -113,177 +247,163 @@ class GenerationTask(UsesFIDWeights, Task):
             "sample": default_noise_shift(*spec.shape) if params.sample_shift == "auto" else float(params.sample_shift),
         }
         noise = NoiseSchedule(shifts["train"], params.train_sigma, shifts["sample"])
-
-        # 3. training (resumable), the EMA checkpoint kept in the store; with a ladder, the EMA
-        #    weights at each rung's step too (docs/ladders.md)
         rungs = [(fraction, steps_for_budget(config, fraction * params.training_flops, batch)) for fraction in params.ladder]
-        training_inputs = {"latents": table.key, "config": config.to_dict(), "steps": steps, "batch": batch,
-                           "normalization": [params.latent_normalization, state_dict_fingerprint({"mean": mean, "std": std})], "noise": [noise.train_shift, noise.train_sigma],
+        training_inputs = {"latents": latents.table.key, "config": config.to_dict(), "steps": steps, "batch": batch,
+                           "normalization": [params.latent_normalization,
+                                             state_dict_fingerprint({"mean": latents.mean, "std": latents.std})],
+                           "noise": [noise.train_shift, noise.train_sigma],
                            "recipe": params.model_dump(include={"lr", "ema_decay", "class_dropout", "cosine_loss", "grad_clip",
                                                                 "seed", "precision"}), "version": 1}
         if rungs:  # a run trained without snapshots cannot give them: the ladder trains its own
             training_inputs["snapshots"] = [rung_steps for _, rung_steps in rungs]
-        history: list[dict] = []
-        held: dict[str, Any] = {}
-        log_every = max(1, steps // 20)
+        return Generator(config, patch, steps, batch, noise, rungs, training_inputs)
 
-        def trainer_at(step: int):
-            """The one trainer of this unit (resumed from ``partial/``), at or before ``step``."""
-            from tokbench.generation.model import LightningDiT
-            from tokbench.generation.train import DiTTrainer, LatentSet, TrainSettings
+    def _train_to_rung(self, ctx: TaskContext, training: GeneratorTraining, fraction: float, rung_steps: int) -> Path:
+        """3a. The EMA weights at a rung's step, from the unit's one training run (docs/ladders.md)."""
+        generator = training.generator
+        return ctx.build.cached({**generator.training_inputs, "snapshot_step": rung_steps}, "generator-snapshot",
+                                lambda out: training.snapshot(out, rung_steps),
+                                label=f"LightningDiT-{self.params.model}/{generator.patch} on {ctx.tokenizer_name} latents at "
+                                      f"step {rung_steps} (rung {fraction:g})", collective=True)
 
-            trainer = held.get("trainer")
-            if trainer is not None and trainer.step <= step:
-                return trainer
-            work_dir = ctx.build.work_dir(training_inputs, "generator-training")
-            if trainer is not None:  # past a rung whose snapshot is gone: the same run again from step 0
-                (work_dir / DiTTrainer.CHECKPOINT).unlink(missing_ok=True)
-            torch.manual_seed(params.seed)
-            settings = TrainSettings(steps=steps, batch_size=batch, lr=params.lr, ema_decay=params.ema_decay,
-                                     class_dropout=params.class_dropout, cosine_loss=params.cosine_loss,
-                                     grad_clip=params.grad_clip, seed=params.seed, precision=params.precision,
-                                     checkpoint_every=max(1, min(1000, steps // 10)), compile=params.compile,
-                                     activation_checkpointing=params.activation_checkpointing,
-                                     fused_optimizer=params.fused_optimizer)
-            data = LatentSet((views[0] - mean) / std, (views[1] - mean) / std, labels)
-            held["trainer"] = DiTTrainer(LightningDiT(config), data, settings, noise, ctx.build.device, work_dir=work_dir)
-            if held["trainer"].step > step:
-                return trainer_at(step)
-            return held["trainer"]
+    def _train_generator(self, ctx: TaskContext, training: GeneratorTraining) -> Path:
+        """3. The generator trained to the full budget (resumable); its EMA checkpoint kept in the store."""
+        generator = training.generator
+        return ctx.build.cached(generator.training_inputs, "generator-checkpoint", training.full,
+                                label=f"LightningDiT-{self.params.model}/{generator.patch} on {ctx.tokenizer_name} latents",
+                                collective=True)
 
-        def train_generator(out) -> dict[str, Any]:
-            trainer = trainer_at(steps)
-            with phase("generator training", f"LightningDiT-{params.model}/{patch}, {steps} steps"):
-                history.extend(trainer.fit(log_every=log_every))
-            trainer.export_official(out / "checkpoint.pt")
-            torch.save({"mean": mean, "std": std}, out / "latents_stats.pt")
-            return {"history": trainer.history, "ranks": trainer.world}
-
-        def evaluate(generator_dir: Path, steps_done: int, budget: float | None, rung: str = "") -> TaskOutput:
-            """Sample ``generator_dir``'s EMA weights, decode, score: one result (a ladder ``rung``'s
-            phases are timed apart: "sampling (rung)", "scoring (rung)")."""
-            # 4. samples, decoded and stored in the ADM layout
-            sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
-                               "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
-                               params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
-                               "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
-                               # 2: counted evaluations stored; heun's last step is Euler; no unconditional half outside the interval
-                               "version": 2}
-            if params.sampler == "adaptive":  # its step control reads the whole batch's error
-                sampling_inputs["batch"] = params.sample_batch_size
-
-            def sample(out) -> None:
-                with phase(f"sampling{rung}", f"{params.num_samples} samples, {params.sample_steps} steps"):
-                    self._sample(ctx, generator_dir, noise, mean, std, train.num_classes, out)
-
-            samples_dir = ctx.build.cached(sampling_inputs, "generated-samples", sample,
-                                           label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
-
-            counted = json.loads((samples_dir / SAMPLING_FILE).read_text())
-
-            # 5. metrics, and the cost of each generated image (sampling + the tokenizer's decoding)
-            from tokbench.tokenizers.cost import measure_cost
-
-            with phase(f"scoring{rung}"):
-                metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
-            cost = measure_cost(tokenizer, train.resolution)
-            sampling_flops = sampling_flops_per_image(config, counted["nfe"])
-            training_flops = float(training_flops_per_image(config) * batch * steps_done)
-            metrics["total_gflops_per_image"] = (sampling_flops + cost.decode_flops_per_image) / 1e9
-            metrics["nfe"] = counted["nfe"]
-            if budget is not None:
-                metrics["training_budget_used"] = training_flops / budget
-            details_extra: dict[str, Any] = {"evidence": evidence}
-            if config.tokens != params.target_tokens:
-                details_extra["footnote"] = (f"{ctx.tokenizer_name}: {config.tokens} tokens, not the target {params.target_tokens} "
-                                             f"(token_match: nearest; its latent grid is {spec.height}x{spec.width})")
-            return TaskOutput(
-                metrics=metrics,
-                unavailable=unavailable,
-                evaluator=evaluator,  # per-tokenizer settings (patch, noise shift) are the method, in details
-                artifacts=[table.key, generator_dir.name, samples_dir.name],
-                details={
-                    "num_images": params.num_samples,
-                    "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
-                              "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
-                    "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
-                                 "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels,
-                                 **counted},
-                    "generator": {"model": f"LightningDiT-{params.model}/{patch}", **config.to_dict()},
-                    "tokens": config.tokens, "target_tokens": params.target_tokens, "token_match": params.token_match,
-                    "forward_flops": forward_flops(config),
-                    "generator_training_flops": training_flops,
-                    "training_flops_budget": budget,
-                    "training_flops_counts": TRAINING_FLOPS_COUNTS,
-                    "steps": steps_done, "batch_size": batch,
-                    "epochs": steps_done * batch / count,
-                    "sampling_flops_per_image": sampling_flops,
-                    "decode_flops_per_image": cost.decode_flops_per_image,
-                    "total_flops_per_image": sampling_flops + cost.decode_flops_per_image,
-                    "tokenizer_cost": cost.to_dict(),
-                    "train_images": count,
-                    "seconds": time.time() - started,
-                    "gpu_hours": (time.time() - started) / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
-                    **details_extra,
-                },
-            )
-
-        ladder: list[dict[str, Any]] = []
-        for fraction, rung_steps in rungs:
-            def snapshot(out, rung_steps=rung_steps) -> dict[str, Any]:
-                trainer = trainer_at(rung_steps)
-                with phase("generator training", f"LightningDiT-{params.model}/{patch} to step {rung_steps} of {steps}"):
-                    history.extend(trainer.fit(log_every=log_every, until=rung_steps))
-                trainer.snapshot(out / "checkpoint.pt")
-                return {"step": rung_steps}
-
-            snapshot_dir = ctx.build.cached({**training_inputs, "snapshot_step": rung_steps}, "generator-snapshot", snapshot,
-                                            label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents at step "
-                                                  f"{rung_steps} (rung {fraction:g})", collective=True)
-            rung_budget = fraction * params.training_flops
-            output = evaluate(snapshot_dir, rung_steps, rung_budget, " (rung)")
-            output.details.update({"ladder_fraction": fraction, "rung_flops": output.details["generator_training_flops"],
-                                   "full_training_flops": params.training_flops})
-            rung = {"fraction": fraction, "steps": rung_steps, "flops": output.details["generator_training_flops"],
-                    "gfid": output.metrics.get("gfid")}
-            if ctx.publish is not None:  # its own record, with the rung's budget in its identity
-                ctx.publish(f"rung-{fraction:g}", output, {"training_flops": rung_budget, "ladder_rung": fraction})
-            if params.ladder_stop is not None:
-                from tokbench.ladders.halving import decide
-
-                rung_params = {**self.key_params(), "training_flops": rung_budget, "ladder_rung": fraction}
-                decision = decide(ctx.build.store, ctx.tokenizer_name, output, rung_params, reference.fingerprint(),
-                                  params.ladder_stop.probability)
-                rung["decision"] = decision.to_dict()
-                ladder.append(rung)
-                if decision.stop:
-                    spent = float(training_flops_per_image(config) * batch * rung_steps)
-                    full = float(training_flops_per_image(config) * batch * steps)
-                    reason = (f"not trained past rung {fraction:g} ({rung_steps} of {steps} steps): {decision.reason} "
-                              f"(successive halving, ladder_stop.probability {params.ladder_stop.probability:g})")
-                    return TaskOutput(
-                        metrics={name: None for name in params.metrics},
-                        unavailable={name: reason for name in params.metrics},
-                        evaluator=output.evaluator,
-                        artifacts=[table.key, snapshot_dir.name],
-                        details={"num_images": params.num_samples, "ladder": ladder,
-                                 "ladder_stop": {"stopped": True, "rung": fraction, "step": rung_steps, "reason": reason,
-                                                 **decision.to_dict(), "flops_spent": spent, "flops_saved": full - spent},
-                                 "generator_training_flops": spent, "training_flops_budget": params.training_flops,
-                                 "steps": rung_steps, "batch_size": batch, "seconds": time.time() - started},
-                    )
-            else:
-                ladder.append(rung)
-
-        generator_dir = ctx.build.cached(training_inputs, "generator-checkpoint", train_generator,
-                                         label=f"LightningDiT-{params.model}/{patch} on {ctx.tokenizer_name} latents",
-                                         collective=True)
-        output = evaluate(generator_dir, steps, params.training_flops)
-        if ladder:
-            output.details["ladder"] = ladder
-            if params.ladder_stop is not None:
-                output.details["ladder_stop"] = {"stopped": False, "flops_saved": 0.0}
+    def _evaluate_rung(self, ctx, latents, generator, snapshot_dir: Path, fraction: float, rung_steps: int,
+                       started: float) -> TaskOutput:
+        """A rung's result (sampled and scored as the full one) published at once as its own record."""
+        params = self.params
+        rung_budget = fraction * params.training_flops
+        output = self._evaluate(ctx, latents, generator, snapshot_dir, rung_steps, rung_budget, started, " (rung)")
+        output.details.update({"ladder_fraction": fraction, "rung_flops": output.details["generator_training_flops"],
+                               "full_training_flops": params.training_flops})
+        if ctx.publish is not None:  # its own record, with the rung's budget in its identity
+            ctx.publish(f"rung-{fraction:g}", output, {"training_flops": rung_budget, "ladder_rung": fraction})
         return output
+
+    def _successive_halving(self, ctx, output, fraction, rung, ladder, points, latents, generator, snapshot_dir,
+                            started) -> TaskOutput | None:
+        """``ladder_stop``: whether the generator stops at this rung (recorded in ``rung``); the
+        stopped unit's result when it does."""
+        from tokbench.generation.flops import training_flops_per_image
+        from tokbench.ladders.data import Point
+        from tokbench.ladders.halving import decide
+
+        params = self.params
+        points.append(Point(output.details["generator_training_flops"], output.metrics.get("gfid") or 0.0,
+                            (output.details.get("evidence") or {}).get("gfid"), fraction))
+        decision = decide(ctx.build.store, ctx.tokenizer_name, points, self.key_params(), ctx.dataset.fingerprint(),
+                          params.ladder_stop.probability, params.training_flops)
+        rung["decision"] = decision.to_dict()
+        if not decision.stop:
+            return None
+        spent = float(training_flops_per_image(generator.config) * generator.batch * rung["steps"])
+        full = float(training_flops_per_image(generator.config) * generator.batch * generator.steps)
+        reason = (f"not trained past rung {fraction:g} ({rung['steps']} of {generator.steps} steps): {decision.reason} "
+                  f"(successive halving, ladder_stop.probability {params.ladder_stop.probability:g})")
+        return TaskOutput(
+            metrics={name: None for name in params.metrics},
+            unavailable={name: reason for name in params.metrics},
+            evaluator=output.evaluator,
+            artifacts=[latents.table.key, snapshot_dir.name],
+            details={"num_images": params.num_samples, "ladder": ladder,
+                     "ladder_stop": {"stopped": True, "rung": fraction, "step": rung["steps"], "reason": reason,
+                                     **decision.to_dict(), "flops_spent": spent, "flops_saved": full - spent},
+                     "generator_training_flops": spent, "training_flops_budget": params.training_flops,
+                     "steps": rung["steps"], "batch_size": generator.batch, "seconds": time_since(started)},
+        )
+
+    def _evaluate(self, ctx, latents, generator, generator_dir: Path, steps_done: int, budget: float | None,
+                  started: float, rung: str = "") -> TaskOutput:
+        """4-5. Sample ``generator_dir``'s EMA weights, decode, score: one result (a ladder ``rung``'s
+        phases are timed apart: "sampling (rung)", "scoring (rung)")."""
+        from tokbench.runtime.timing import phase
+
+        samples_dir = self._generate_samples(ctx, latents, generator, generator_dir, rung)
+        with phase(f"scoring{rung}"):
+            metrics, unavailable, evaluator, evidence = self._score(ctx, samples_dir)
+        return self._result(ctx, latents, generator, generator_dir, samples_dir, steps_done, budget, started,
+                            metrics, unavailable, evaluator, evidence)
+
+    def _generate_samples(self, ctx, latents, generator, generator_dir: Path, rung: str = "") -> Path:
+        """4. Samples of the generator, decoded and stored in the ADM layout with their counted evaluations."""
+        import torch
+
+        from tokbench.runtime.timing import phase
+
+        params, noise = self.params, generator.noise
+        sampling_inputs = {"generator": generator_dir.name, "tokenizer": ctx.tokenizer_fingerprint, "steps": params.sample_steps,
+                           "sampler": params.sampler, "shift": noise.sample_shift, "cfg": [params.cfg_scale, params.cfg_interval_start,
+                           params.cfg_channels], "n": params.num_samples, "labels": params.labels, "seed": params.seed,
+                           "precision": params.precision if torch.device(ctx.build.device).type == "cuda" else "fp32",
+                           # 2: counted evaluations stored; heun's last step is Euler; no unconditional half outside the interval
+                           "version": 2}
+        if params.sampler == "adaptive":  # its step control reads the whole batch's error
+            sampling_inputs["batch"] = params.sample_batch_size
+
+        def sample(out) -> None:
+            with phase(f"sampling{rung}", f"{params.num_samples} samples, {params.sample_steps} steps"):
+                self._sample(ctx, generator_dir, noise, latents.mean, latents.std, ctx.train_dataset.num_classes, out)
+
+        return ctx.build.cached(sampling_inputs, "generated-samples", sample,
+                                label=f"{params.num_samples} samples of {ctx.tokenizer_name}'s generator")
+
+    def _result(self, ctx, latents, generator, generator_dir, samples_dir, steps_done, budget, started,
+                metrics, unavailable, evaluator, evidence) -> TaskOutput:
+        """5. The scores with the cost of each generated image (sampling + the tokenizer's decoding)
+        and the training actually spent."""
+        from tokbench.generation.flops import forward_flops, sampling_flops_per_image, training_flops_per_image
+        from tokbench.tokenizers.cost import measure_cost
+
+        params, config, noise, spec = self.params, generator.config, generator.noise, latents.spec
+        counted = json.loads((samples_dir / SAMPLING_FILE).read_text())
+        resolution = ctx.train_dataset.resolution
+        cost = measure_cost(ctx.tokenizer, resolution)
+        sampling_flops = sampling_flops_per_image(config, counted["nfe"])
+        training_flops = float(training_flops_per_image(config) * generator.batch * steps_done)
+        metrics["total_gflops_per_image"] = (sampling_flops + cost.decode_flops_per_image) / 1e9
+        metrics["nfe"] = counted["nfe"]
+        if budget is not None:
+            metrics["training_budget_used"] = training_flops / budget
+        details_extra: dict[str, Any] = {"evidence": evidence}
+        if config.tokens != params.target_tokens:
+            details_extra["footnote"] = (f"{ctx.tokenizer_name}: {config.tokens} tokens, not the target {params.target_tokens} "
+                                         f"(token_match: nearest; its latent grid is {spec.height}x{spec.width})")
+        seconds = time_since(started)
+        return TaskOutput(
+            metrics=metrics,
+            unavailable=unavailable,
+            evaluator=evaluator,  # per-tokenizer settings (patch, noise shift) are the method, in details
+            artifacts=[latents.table.key, generator_dir.name, samples_dir.name],
+            details={
+                "num_images": params.num_samples,
+                "noise": {"train_shift": noise.train_shift, "train_sigma": noise.train_sigma,
+                          "sample_shift": noise.sample_shift, "lightningdit": noise.lightningdit},
+                "sampling": {"sampler": params.sampler, "steps": params.sample_steps, "cfg_scale": params.cfg_scale,
+                             "cfg_interval_start": params.cfg_interval_start, "cfg_channels": params.cfg_channels,
+                             **counted},
+                "generator": {"model": f"LightningDiT-{params.model}/{generator.patch}", **config.to_dict()},
+                "tokens": config.tokens, "target_tokens": params.target_tokens, "token_match": params.token_match,
+                "forward_flops": forward_flops(config),
+                "generator_training_flops": training_flops,
+                "training_flops_budget": budget,
+                "training_flops_counts": TRAINING_FLOPS_COUNTS,
+                "steps": steps_done, "batch_size": generator.batch,
+                "epochs": steps_done * generator.batch / latents.count,
+                "sampling_flops_per_image": sampling_flops,
+                "decode_flops_per_image": cost.decode_flops_per_image,
+                "total_flops_per_image": sampling_flops + cost.decode_flops_per_image,
+                "tokenizer_cost": cost.to_dict(),
+                "train_images": latents.count,
+                "seconds": seconds,
+                "gpu_hours": seconds / 3600 if str(ctx.build.device).startswith("cuda") else 0.0,
+                **details_extra,
+            },
+        )
 
     # ---- pieces -------------------------------------------------------------------------------------
     def _normalization(self, tokenizer, latents):
