@@ -120,7 +120,8 @@ def test_generation_table_shows_cost_next_to_gfid_and_footnotes_a_nearest_token_
     from report_fixtures import record
 
     from tokbench.report.frame import long_frame
-    from tokbench.report.tables import TableSpec, build_table
+    from tokbench.config.suite import TableSpec
+    from tokbench.report.tables import build_table
 
     metrics = {"gfid": 40.0, "total_gflops_per_image": 3.4, "nfe": 32.0, "training_budget_used": 1.004}
     note = "bicubic-f4: 36 tokens, not the target 64 (token_match: nearest; its latent grid is 12x12)"

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from report_fixtures import golden_records, record
+from tokbench.config.suite import ColumnSpec, TableSpec
 from tokbench.report.frame import long_frame
 from tokbench.report.report import FILES, build_report, write_leaderboard
-from tokbench.report.tables import ColumnSpec, ComparabilityError, TableSpec, build_table
+from tokbench.report.tables import ComparabilityError, build_table
 
 GOLDEN = Path(__file__).parent / "golden"
 

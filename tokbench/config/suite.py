@@ -17,11 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from tokbench.config.files import interpolate_env, pydantic_problems
+from tokbench.config.resources import Resources
 from tokbench.errors import SuiteError, unknown_choice
 from tokbench.hashing import content_key
-from tokbench.config.resources import Resources
 from tokbench.registry.plugins import Registry, get_registry, resolve
-from tokbench.report.tables import TableSpec
 
 
 class _Strict(BaseModel):
@@ -70,6 +69,22 @@ class TaskConfig(_Strict):
     @property
     def display_name(self) -> str:
         return self.name or self.kind
+
+
+class ColumnSpec(_Strict):
+    task: str = Field(description="task name in the suite (its `name`, else its kind)")
+    metric: str
+    dataset: str | None = Field(None, description="only this dataset (default: every dataset of the task)")
+    label: str | None = Field(None, description="header text (default: the metric's label)")
+
+
+class TableSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="file-safe name")
+    title: str = ""
+    columns: list[ColumnSpec] | None = Field(None, description="default: every metric of `tasks`")
+    tasks: list[str] | None = Field(None, description="with columns unset: the tasks to show (default: all)")
+    highlight: bool = Field(True, description="mark the best and second-best value of each column")
+    group_rows_by: Literal["plugin"] | None = Field(None, description="group rows, e.g. by tokenizer family (plugin)")
 
 
 class ReportConfig(_Strict):

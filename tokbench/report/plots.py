@@ -15,39 +15,16 @@ A plot whose data is absent is not drawn; the report lists it with the reason.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 
+from tokbench.report.figure import Plot, new_figure, to_plot
+from tokbench.report.ladders import ladder_plots
 from tokbench.report.metrics import metric_info
-from tokbench.report.report import Plot
 
 PREVIEW_FILE = "preview.npz"  # written by the reconstruction task into its first shard
 SAMPLES_FILE = "samples.npz"  # ADM layout: arr_0 = uint8 (N, H, W, 3)
-
-
-def _figure(width: float = 6.0, height: float = 4.0):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.hashsalt": "tokbench", "font.size": 10})
-    return plt.subplots(figsize=(width, height), dpi=110)
-
-
-def _save(fig, name: str, title: str, caption: str = "") -> Plot:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    buffers = {}
-    for fmt in ("png", "svg"):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else {"Software": None})
-        buffers[fmt] = buffer.getvalue()
-    plt.close(fig)
-    return Plot(name, title, buffers["png"], buffers["svg"], caption)
 
 
 def _points(frame, **match) -> dict[str, tuple[float, float | None, float | None]]:
@@ -93,7 +70,7 @@ def scatter(frame, x_task: str, x_metric: str, y_task: str, y_metric: str, name:
     if not common:
         return None
     x_info, y_info = metric_info(x_metric), metric_info(y_metric)
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for tokenizer in common:
         (x, *x_ci), (y, *y_ci) = xs[tokenizer], ys[tokenizer]
         ax.errorbar([x * x_info.scale], [y * y_info.scale], xerr=_error(x, *x_ci, x_info.scale),
@@ -104,7 +81,7 @@ def scatter(frame, x_task: str, x_metric: str, y_task: str, y_metric: str, name:
     ax.set_ylabel(f"{y_task}: {y_info.label} {y_info.arrow}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, name, title, f"one point per tokenizer; x from {x_task}, y from {y_task}; "
+    return to_plot(fig, name, title, f"one point per tokenizer; x from {x_task}, y from {y_task}; "
                                    "bars: 95% confidence intervals")
 
 
@@ -126,7 +103,7 @@ def flops_curve(records: list[dict[str, Any]], flops_of, name: str, title: str, 
                                               intervals.get(record.get("key"), (None, None))))
     if not points:
         return None
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for family, values in sorted(points.items()):
         values.sort(key=lambda v: v[:3])
         line = ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=family)[0]
@@ -142,14 +119,14 @@ def flops_curve(records: list[dict[str, Any]], flops_of, name: str, title: str, 
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, name, title)
+    return to_plot(fig, name, title)
 
 
 def image_grid(rows: list[tuple[str, np.ndarray]], name: str, title: str, caption: str = "") -> Plot:
     """Rows of uint8 (N, H, W, 3) images, each row labelled."""
     columns = max(len(images) for _, images in rows)
     height = max(images.shape[1] for _, images in rows)
-    fig, axes = _figure(width=1.1 * columns + 1.6, height=1.1 * len(rows) * max(1.0, height / 64) + 0.5)
+    fig, axes = new_figure(width=1.1 * columns + 1.6, height=1.1 * len(rows) * max(1.0, height / 64) + 0.5)
     fig.clf()
     grid = fig.subplots(len(rows), columns, squeeze=False)
     for r, (label, images) in enumerate(rows):
@@ -164,7 +141,7 @@ def image_grid(rows: list[tuple[str, np.ndarray]], name: str, title: str, captio
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, name, title, caption)
+    return to_plot(fig, name, title, caption)
 
 
 def _artifact_file(store, key: str, filename: str):
@@ -219,8 +196,6 @@ def draw_plots(records: list[dict[str, Any]], frame, store=None, ladders=None) -
     records = [r for r in records if r.get("type") == "result"]
     plots: list[Plot] = []
     if ladders:
-        from tokbench.report.ladders import ladder_plots
-
         plots += ladder_plots(ladders)
     skipped: dict[str, str] = {}
     kinds = {t: k for t, k in zip(frame["task"], frame["task_kind"])} if len(frame) else {}

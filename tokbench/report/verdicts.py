@@ -13,12 +13,10 @@ never declared different from another: the table says so.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from tokbench.report.metrics import MetricInfo
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tokbench.report.tables import Cell, Column
+from tokbench.report.table_model import Cell, Column
 
 #: metrics that are Fréchet distances: biased upward at small N (footnoted below this N)
 FRECHET_METRICS = {"rfid", "gfid"}
@@ -48,7 +46,7 @@ class Verdicts:
         return 1.0 - self.settings.level
 
     # ---- one cell --------------------------------------------------------------------------------
-    def interval(self, cell: "Cell", info: MetricInfo | None = None) -> None:
+    def interval(self, cell: Cell, info: MetricInfo | None = None) -> None:
         from tokbench.verdicts.engine import seed_interval
         from tokbench.verdicts.evidence import EvidenceError
 
@@ -71,14 +69,14 @@ class Verdicts:
             return
         cell.ci_low, cell.ci_high, cell.ci_method = float(found.low), float(found.high), found.method
 
-    def _compare(self, a: "Cell", b: "Cell", info: MetricInfo):
+    def _compare(self, a: Cell, b: Cell, info: MetricInfo):
         """The test of ``a`` against ``b`` (memoised: a column asks for some pairs twice)."""
         key = (id(a), id(b))
         if key not in self._comparisons:
             self._comparisons[key] = self._test(a, b, info)
         return self._comparisons[key]
 
-    def _test(self, a: "Cell", b: "Cell", info: MetricInfo):
+    def _test(self, a: Cell, b: Cell, info: MetricInfo):
         from tokbench.stats import Comparison, Interval
         from tokbench.verdicts.engine import compare_seed_groups
         from tokbench.verdicts.evidence import EvidenceError
@@ -100,7 +98,7 @@ class Verdicts:
                           "not tested (no per-item evidence on both sides)")
 
     # ---- one column ------------------------------------------------------------------------------
-    def judge_column(self, cells: list["Cell | None"], info: MetricInfo, footnotes: dict[str, str],
+    def judge_column(self, cells: list[Cell | None], info: MetricInfo, footnotes: dict[str, str],
                      marks: Iterator[str]) -> None:
         from tokbench.stats import column_verdict
 
@@ -126,7 +124,7 @@ class Verdicts:
             if cell is not best:
                 cell.test = self._compare(cell, best, info).test
 
-    def annotate_table(self, columns: list["Column"], cells: dict, footnotes: dict[str, str], marks: Iterator[str]) -> None:
+    def annotate_table(self, columns: list[Column], cells: dict, footnotes: dict[str, str], marks: Iterator[str]) -> None:
         """Footnote FID columns measured below 10,000 images."""
         for index, column in enumerate(columns):
             if column.metric not in FRECHET_METRICS:

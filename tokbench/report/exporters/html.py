@@ -13,7 +13,7 @@ from html import escape
 
 from tokbench.report.metrics import metric_info
 from tokbench.report.report import Report
-from tokbench.report.tables import Table
+from tokbench.report.table_model import Table
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1d232a; }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tokbench.report.report import Report
-from tokbench.report.tables import Table
+from tokbench.report.table_model import Table
 
 
 def _cell_texts(table: Table, row: int) -> list[tuple[str, int | None, list[str]]]:
