@@ -60,6 +60,8 @@ IS_SPLITS = 10
 IS_SHUFFLE_SEED = 2020  # torch-fidelity's default rng_seed: the samples are permuted before splitting
 
 InternalDtype = Literal["float32", "float64"]
+MemoryFormat = Literal["channels_last", "contiguous"]
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 WeightsFormat = Literal["fid-helper-torchscript", "torch-fidelity"]
 
 _SCRIPT_SUFFIXES = ("weight", "beta", "mean", "var")
@@ -307,13 +309,20 @@ def load_fid_extractor(
     *,
     internal_dtype: InternalDtype = "float32",
     batch_size: int = 32,
+    memory_format: MemoryFormat = "channels_last",
 ) -> FIDFeatureExtractor:
     """Build the FID extractor from local weights (see the module docstring for the search order).
 
     ``internal_dtype="float64"`` runs the network in double precision (batch-size independent
     features to ~1e-12, about 2-3x slower on CPU); the default float32 matches torch-fidelity,
     pytorch-fid and ADM practice.
+
+    ``memory_format="channels_last"`` (the default) stores the convolution weights NHWC: 1.4-1.8x
+    more images/s on CPU (oneDNN) and on GPU, the same network; float32 features differ from the
+    NCHW ones by summation order only (~1e-5 absolute on features of magnitude ~4, FID to ~1e-4).
     """
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {sorted(MEMORY_FORMATS)}, got {memory_format!r}")
     if internal_dtype not in ("float32", "float64"):
         raise ValueError(f"internal_dtype must be 'float32' or 'float64', got {internal_dtype!r}")
     found = _find_weights(weights)
@@ -325,7 +334,7 @@ def load_fid_extractor(
     else:
         model_file = found.path
         converted_from = None
-    model = _build_model(model_file, internal_dtype)
+    model = _build_model(model_file, internal_dtype).to(memory_format=MEMORY_FORMATS[memory_format])
     logits = bool(torch.isfinite(model.fc.weight).all())  # the fid-helper conversion has a NaN fc
     if logits:  # the same pass also returns the logits (torch-fidelity reads this list in forward)
         model.features_list = [FEATURE_LAYER, LOGITS_LAYER]
@@ -344,6 +353,7 @@ def load_fid_extractor(
         "resize": RESIZE_MODE,
         "input": INPUT_CONVENTION,
         "internal_dtype": internal_dtype,
+        "memory_format": memory_format,
         "logits": logits,
     }
     return FIDFeatureExtractor(model, identity, batch_size=batch_size).to(device)
