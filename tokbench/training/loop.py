@@ -152,7 +152,7 @@ class TrainingLoop:
             group["lr"] = self.lr(step) * group.get("lr_scale", 1.0)
         loss, record = self.objective.loss(step, batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.name}: training diverged at step {step} (loss {float(loss)}); lower train.lr")
+            raise FloatingPointError(f"{self.name}: training diverged at step {step} (loss {loss.item()}); lower train.lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm is not None:
