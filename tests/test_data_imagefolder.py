@@ -182,7 +182,7 @@ def test_bad_params_fail_validation(bad):
 
 
 def test_imagenet_classnames_from_open_clip(tmp_path, imagenet):
-    from tokbench.understanding.prompts import imagenet_classnames
+    from tokbench.data.imagenet import imagenet_classnames
 
     root = tmp_path / "in1k"
     for i in range(1000):

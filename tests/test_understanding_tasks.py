@@ -14,15 +14,16 @@ import torch.nn.functional as F
 from conftest import run_cli
 from tokbench.api import Capability, LatentSpec, Tokenizer
 from tokbench.config.suite import validate_suite
-from tokbench.runtime.context import BuildContext
+from tokbench.data.imagenet import imagenet_classnames
 from tokbench.data.shapes import ShapesDataset
 from tokbench.errors import SuiteError
+from tokbench.runtime.context import BuildContext
 from tokbench.storage.store import Store
 from tokbench.tasks.base import TaskContext
 from tokbench.tasks.linear_probe import LinearProbeTask
 from tokbench.tasks.understanding_params import LinearProbeParams, ZeroShotParams
 from tokbench.tasks.zero_shot import ZeroShotTask
-from tokbench.understanding.prompts import imagenet_classnames, resolve_templates, template_set
+from tokbench.understanding.prompts import resolve_templates, template_set
 from tokbench.understanding.zero_shot import build_classifier
 
 

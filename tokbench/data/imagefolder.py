@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tokbench.data.base import ImageDataset, check_crop
+from tokbench.data.imagenet import imagenet_classnames
 from tokbench.data.params import CropName, ImageFolderParams
 from tokbench.data.transforms import CROP_FUNCTIONS, TRANSFORMS_VERSION
 from tokbench.errors import MissingAssetError, TokbenchError
@@ -208,8 +209,6 @@ def _read_classnames(path: Path, folders: list[str]) -> list[str]:
     ``{"0": [wnid, name]}`` index, or a list of names in folder order; ``imagenet``:
     open_clip's 1000 cleaned ImageNet-1k names (sorted-wnid order)."""
     if str(path) == IMAGENET_CLASSNAMES:
-        from tokbench.understanding.prompts import imagenet_classnames
-
         names = list(imagenet_classnames())
         if len(folders) != len(names):
             raise TokbenchError(

@@ -1,7 +1,7 @@
-"""Class names and prompt templates for zero-shot classification.
+"""Prompt templates for zero-shot classification.
 
-ImageNet's 1000 class names and OpenAI's 80 templates (and the 7 "simple" ones) ship inside
-open_clip; they are read from there, never copied. A dataset names its default template
+OpenAI's 80 templates (and the 7 "simple" ones) ship inside open_clip beside ImageNet's class
+names (:mod:`tokbench.data.imagenet`); they are read from there, never copied. A dataset names its default template
 set (``ImageDataset.zero_shot_templates``); the shapes dataset brings its own.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tokbench.data.imagenet import open_clip_metadata
 from tokbench.errors import TokbenchError, unknown_choice
 
 #: template-set name -> where it comes from
@@ -18,26 +19,13 @@ TEMPLATE_SETS = {
 }
 
 
-def _open_clip_metadata():
-    try:
-        from open_clip import zero_shot_metadata
-    except ImportError as error:  # pragma: no cover - open_clip is a dependency
-        raise TokbenchError(f"ImageNet class names and templates come from open_clip, which failed to import: {error}") from error
-    return zero_shot_metadata
-
-
 def template_set(name: str) -> tuple[str, ...]:
     """A named template set as ``str.format`` strings with one ``{}`` for the class name."""
     if name not in TEMPLATE_SETS:
         raise TokbenchError(unknown_choice("template set", name, TEMPLATE_SETS))
-    metadata = _open_clip_metadata()
+    metadata = open_clip_metadata()
     source = metadata.OPENAI_IMAGENET_TEMPLATES if name == "openai" else metadata.SIMPLE_IMAGENET_TEMPLATES
     return tuple(template("{}") for template in source)
-
-
-def imagenet_classnames() -> tuple[str, ...]:
-    """open_clip's 1000 cleaned ImageNet-1k class names, in the standard (sorted wnid) order."""
-    return tuple(_open_clip_metadata().IMAGENET_CLASSNAMES)
 
 
 def resolve_templates(choice: str | Sequence[str], dataset_default: str | Sequence[str]) -> tuple[str, ...]:

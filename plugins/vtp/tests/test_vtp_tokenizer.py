@@ -340,7 +340,8 @@ def test_zero_shot_classifier_equals_open_clips_builder_on_the_official_text_pat
     driving the official ``get_clip_text_feature`` through an ``encode_text`` facade."""
     from open_clip import build_zero_shot_classifier
 
-    from tokbench.understanding.prompts import imagenet_classnames, template_set
+    from tokbench.data.imagenet import imagenet_classnames
+    from tokbench.understanding.prompts import template_set
     from tokbench.understanding.zero_shot import build_classifier
     from tokbench_vtp.text_tokenizer import tokenize
 
