@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 
-from tokbench.storage.code_digest import plugin_code, source_files, training_digest
 from tokbench.errors import PluginError
 from tokbench.execution.freshness import code_change
 from tokbench.report.current import InstalledCode, labelled_as_earlier, labelled_replaced
+from tokbench.storage.code_digest import TOKBENCH_NON_COMPUTING, package_root, plugin_code, source_files, training_digest
 
 
 @pytest.fixture
@@ -43,6 +43,23 @@ def test_code_files_are_sources_and_data_not_tests_or_docs(package):
     assert digest() == before
     (package / "presets.yaml").write_text("width: 16\n")
     assert digest() != before
+
+
+def test_tokbench_own_digest_leaves_out_only_what_cannot_change_a_number():
+    """The CLI and scaffold, reports, launchers and cluster resources, provenance and test helpers
+    are outside tokbench's own digest; the code that computes is inside. Each exclusion still
+    names files, so a module moved without its pattern following fails here."""
+    files = {relative for relative, _ in source_files("tokbench")}
+    outside = {"cli/main.py", "cli/scaffold.py", "report/tables.py", "report/exporters/html.py",
+               "execution/launch/slurm.py", "config/resources.py", "storage/provenance.py",
+               "storage/code_digest.py", "errors.py", "testing/conformance.py"}
+    inside = {"api.py", "hashing.py", "config/suite.py", "registry/builtin.py", "storage/store.py",
+              "runtime/context.py", "execution/planner.py", "execution/runner.py", "tasks/reconstruction.py",
+              "metrics/frechet.py", "nn/layers.py", "data/imagenet.py"}
+    assert not files & outside
+    assert inside <= files
+    root = package_root("tokbench")
+    assert all(any(root.glob(pattern)) for pattern in TOKBENCH_NON_COMPUTING), TOKBENCH_NON_COMPUTING
 
 
 def test_comment_and_whitespace_edits_count(package):
