@@ -37,10 +37,10 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/results/")
     args = parser.parse_args()
 
-    from tokbench.storage.code_digest import source_files
     from tokbench.config.suite import load_suite
     from tokbench.execution.planner import entry_code, plan_suite
     from tokbench.registry.plugins import get_registry
+    from tokbench.storage.code_digest import source_files
 
     registry = get_registry()
     entries = [(kind, name) for kind in ("tokenizers", "tasks", "datasets") for name in getattr(registry, kind)]

@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     device = setup(args)
 
-    from tokbench.runtime.context import BuildContext
     from tokbench.data.imagefolder import ImageFolderDataset
     from tokbench.data.params import ImageFolderParams
+    from tokbench.runtime.context import BuildContext
     from tokbench.storage.store import Store
 
     figures, comparisons = {}, []

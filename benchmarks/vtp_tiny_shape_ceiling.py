@@ -30,10 +30,10 @@ from common import add_common_options, record, setup  # noqa: E402
 
 from tokbench.data.loader import load_images
 from tokbench.data.shapes import ShapesDataset
+from tokbench.nn.layers import imagenet_normalize
 from tokbench.training.schedules import CosineSchedule
 from tokbench_vtp.model.config import preset
 from tokbench_vtp.model.trunk import VisionTrunk
-from tokbench.nn.layers import imagenet_normalize
 
 BATCH = 64
 TRAIN_IMAGES = 40_000

@@ -9,9 +9,9 @@ import types
 import pytest
 import torch
 
+from tokbench.errors import MissingAssetError
 from tokbench.nn.checkpoints import CheckpointFormatError, ForeignObject, pick_state_dict, read_checkpoint, strict_load
 from tokbench.nn.conv_layouts import convert, diffusers_block_types
-from tokbench.errors import MissingAssetError
 
 
 class _Callback:  # pickled under a fake `pytorch_lightning` module name below

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import requires_fid_weights
-from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
+from tokbench.runtime.context import BuildContext
 from tokbench.storage.store import Store
 from tokbench.tasks.base import TaskContext
 from tokbench.tasks.fid_reference import reference_features

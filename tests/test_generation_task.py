@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import requires_fid_weights
-from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
+from tokbench.errors import TokbenchError
+from tokbench.runtime.context import BuildContext
 from tokbench.storage.store import Store
 from tokbench.tasks.base import TaskContext
-from tokbench.errors import TokbenchError
 from tokbench.tasks.generation import GenerationTask
 from tokbench.tasks.generation_params import GenerationParams
 from tokbench.tokenizers.resample import ResampleParams, build_resample

@@ -315,10 +315,10 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
 @pytest.mark.slow
 def test_generation_ladder_publishes_each_rung_and_reuses_them(tmp_path):
     pytest.importorskip("torch")
-    from tokbench.runtime.context import BuildContext
     from tokbench.data.shapes import ShapesDataset
     from tokbench.generation.flops import steps_for_budget
     from tokbench.generation.model import dit_config
+    from tokbench.runtime.context import BuildContext
     from tokbench.storage.store import Store
     from tokbench.tasks.base import TaskContext
     from tokbench.tasks.generation import GenerationTask

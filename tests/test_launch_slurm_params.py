@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
 from tokbench.config.suite import load_suite
 from tokbench.errors import SuiteError, TokbenchError
 from tokbench.execution.launch.distributed import first_host, torchrun_env
-from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_parameters.json"
 

@@ -102,9 +102,9 @@ def test_installed_package_imports_every_module_and_loads_every_preset(installed
         registry = get_registry()
         broken = [(p.name, p.error) for p in registry.plugins if p.error]
         params = {{name: resolve(entry.params) for name, entry in registry.tokenizers.items()}}
-        from tokbench_vtp.pretrain.recipe import preset_names
         from tokbench_vae.presets import PRESETS as VAE_PRESETS
         from tokbench_vqgan.presets import PRESETS as VQGAN_PRESETS, RELEASED
+        from tokbench_vtp.pretrain.recipe import preset_names
         vtp = {{name: params["vtp"](recipe=name).recipe_config().steps for name in preset_names()}}
         rae = params["rae"](preset="tiny").encoder_recipe().steps
         vae = [params["vae"](preset=name).preset for name in VAE_PRESETS]

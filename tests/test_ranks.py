@@ -143,8 +143,8 @@ SUITE = (GENERATION_UNIT_SUITE.replace("NAME", "two-ranks").replace("LAUNCHER", 
 
 
 def _rank(rank: int, port: int, run_dir: str, key: str, out: str) -> None:
-    from tokbench.runtime.ranks import agree_ranks
     from tokbench.execution.runner import execute_unit
+    from tokbench.runtime.ranks import agree_ranks
 
     with gloo_rank(rank, 2, port):
         outcome = execute_unit(run_dir, key, None, False, agree_ranks())

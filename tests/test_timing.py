@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tokbench.runtime import timing
 from tokbench.report.timings import timing_rows, timing_table
 from tokbench.report.unchanged import leaderboard_digest, mark, unchanged
+from tokbench.runtime import timing
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tokbench.api import Capability, LatentSpec, Tokenizer
-from tokbench.runtime.context import BuildContext
 from tokbench.data.shapes import ShapesDataset
+from tokbench.runtime.context import BuildContext
 from tokbench.storage.store import Store
 from tokbench.understanding.features import FeatureRequest, extract_features
 

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tokbench.nn.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
 from tokbench.errors import MissingAssetError
+from tokbench.nn.checkpoints import CheckpointFormatError, pick_state_dict, read_checkpoint, strict_load
 
 DEFAULT_TIMM_ENCODER = "vit_base_patch14_reg4_dinov2.lvd142m"
 #: file name of timm's hub weights (``timm/<model>.<tag>`` repositories)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench_rae.decoder import GeneralDecoder
 from tokbench_rae.encoder import FrozenEncoder
-from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 
 
 def encoder_pixels(images: Tensor, grid: int, encoder_patch: int) -> Tensor:

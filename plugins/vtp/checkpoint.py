@@ -13,9 +13,9 @@ from typing import Iterable, Mapping
 
 import torch
 
+from tokbench.errors import MissingAssetError
 from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.nn.checkpoints import strict_load as core_strict_load
-from tokbench.errors import MissingAssetError
 from tokbench.nn.hub import download_hint, hub_file
 from tokbench_vtp.model.config import HEAD_DIM, VTPArchitecture
 from tokbench_vtp.model.text import causal_mask

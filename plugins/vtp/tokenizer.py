@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from tokbench.api import Capability, CapabilityError, LatentSpec, Tokenizer
-from tokbench.nn.checkpoints import read_latent_stats
-from tokbench.hashing import file_identity, state_dict_fingerprint
 from tokbench.errors import did_you_mean
-from tokbench_vtp.checkpoint import CONFIG_NAME, load_official, resolve_checkpoint
+from tokbench.hashing import file_identity, state_dict_fingerprint
+from tokbench.nn.checkpoints import read_latent_stats
 from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
+from tokbench_vtp.checkpoint import CONFIG_NAME, load_official, resolve_checkpoint
 from tokbench_vtp.model.vtp import VTPModel
 from tokbench_vtp.params import LATENT_STATS_HINT, VTPParams
 

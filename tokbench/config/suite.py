@@ -320,8 +320,8 @@ def _launcher_problems(suite: Suite, source: str) -> list[str]:
     """The Slurm profile exists and every unit's resources fit it (no-op for other backends)."""
     if suite.launcher.backend != "slurm":
         return []
-    from tokbench.errors import TokbenchError
     from tokbench.config.resources import check_fits, load_profile
+    from tokbench.errors import TokbenchError
 
     if not suite.launcher.profile:
         return [f"{source}: launcher.profile: the slurm backend needs a cluster profile "

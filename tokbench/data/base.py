@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from tokbench.data.transforms import CROP_FUNCTIONS, TRANSFORMS_VERSION
-from tokbench.hashing import content_key
 from tokbench.errors import unknown_choice
+from tokbench.hashing import content_key
 
 
 class ImageDataset(abc.ABC):

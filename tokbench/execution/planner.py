@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tokbench.storage.code_digest import CodeDigest, plugin_code, top_package, training_digest
 from tokbench.config.suite import Suite
 from tokbench.hashing import content_key, file_identity, tree_identity
 from tokbench.registry.plugins import Registry, get_registry, resolve
+from tokbench.storage.code_digest import CodeDigest, plugin_code, top_package, training_digest
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tokbench.config.suite import Suite
-from tokbench.hashing import content_key
 from tokbench.execution.planner import Plan, Unit, build_dataset, build_task, tokenizer_params
+from tokbench.hashing import content_key
 from tokbench.storage.store import Store, write_json_atomic
 
 if TYPE_CHECKING:
@@ -273,9 +273,9 @@ def _execute(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, 
 
 
 def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_dir: Path, ranks: "Ranks | None") -> None:
-    from tokbench.storage import provenance
-    from tokbench.runtime.timing import current_record, phase
     from tokbench.runtime.context import BuildContext, resolve_device
+    from tokbench.runtime.timing import current_record, phase
+    from tokbench.storage import provenance
     from tokbench.tasks.base import TaskContext
 
     device = resolve_device(suite.launcher.device)

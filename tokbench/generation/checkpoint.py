@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from tokbench.nn.checkpoints import strict_load as core_strict_load
 from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.generation.model import SIZES, DiTConfig, LightningDiT
+from tokbench.nn.checkpoints import strict_load as core_strict_load
 
 
 def read_state_dict(path: str | Path, prefer: str = "ema") -> dict[str, torch.Tensor]:

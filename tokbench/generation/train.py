@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.generation.model import LightningDiT
 from tokbench.generation.transport import NoiseSchedule, flow_loss, interpolate
-from tokbench.storage.store import seal
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.runtime.timing import progress_bar
+from tokbench.storage.store import seal
 from tokbench.training.ema import ema_update_
 
 

@@ -17,8 +17,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from tokbench.storage.code_digest import plugin_code
 from tokbench.errors import PluginError
+from tokbench.storage.code_digest import plugin_code
 
 
 @dataclass

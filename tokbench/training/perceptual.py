@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tokbench.nn.layers import IMAGENET_MEAN, IMAGENET_STD
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.perceptual import ENV_LPIPS_VGG, VGG16_FILENAME, vgg16_features_state, find_vgg16_weights
+from tokbench.nn.layers import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INPUT_SPACES", "LPIPSLoss", "lpips_training_loss", "to_signed"]
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from tokbench.api import Tokenizer
-    from tokbench.runtime.context import BuildContext
     from tokbench.data.base import ImageDataset
+    from tokbench.runtime.context import BuildContext
 
 #: Bump when the bytes stored for the same request change.
 EXTRACTION_VERSION = 1

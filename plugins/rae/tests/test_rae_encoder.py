@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench_rae.encoder import hf_dinov2_to_timm, load_timm_encoder
 from rae_test_helpers import small_encoder, small_vit
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_rae.latent_stats import compute_stats, read_stats
 from tokbench_rae.tokenizer import RAETokenizer, build_rae

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tokbench.errors import MissingAssetError
-from tokbench_rae.params import DecoderTrainParams, RAEParams
 from tokbench.training.loop import Checkpoints, TrainingStopped
+from tokbench_rae.params import DecoderTrainParams, RAEParams
 from tokbench_rae.train import noise_augment, train_decoder
 from rae_test_helpers import small_encoder
 

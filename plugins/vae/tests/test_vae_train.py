@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tokbench.errors import MissingAssetError
+from tokbench.training.loop import CHECKPOINT, Checkpoints, TrainingStopped
 from tokbench_vae.params import VAEParams
 from tokbench_vae.tokenizer import VAETokenizer, build_vae
-from tokbench.training.loop import CHECKPOINT, Checkpoints, TrainingStopped
 from tokbench_vae.train import images_tensor, train_tiny
 from vae_test_helpers import ArrayImages, one_torch_thread, quick_train_params  # noqa: F401 - autouse fixture
 

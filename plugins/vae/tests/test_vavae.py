@@ -8,8 +8,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.nn.ldm_numerics import LDMAttentionProcessor, use_ldm_numerics
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vae.ldm import LDMArchitecture, infer_architecture, to_ldm_state_dict

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench.errors import MissingAssetError
+from tokbench.nn.checkpoints import CheckpointFormatError
 from tokbench_vqgan import formats
 from tokbench_vqgan.model import VQArchitecture, build_model
 from tokbench_vqgan.tokenizer import VQGANTokenizer, build_vqgan, export_checkpoint

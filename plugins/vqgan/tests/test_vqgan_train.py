@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tokbench.errors import MissingAssetError
+from tokbench.training.loop import Checkpoints, TrainingStopped
 from tokbench_vqgan.params import VQGANParams
 from tokbench_vqgan.tokenizer import VQGANTokenizer, build_vqgan
-from tokbench.training.loop import Checkpoints, TrainingStopped
 from tokbench_vqgan.train import images_tensor, train_tiny
 from vqgan_test_helpers import one_torch_thread, quick_train_params  # noqa: F401 - autouse fixture
 

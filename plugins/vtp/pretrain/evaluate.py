@@ -16,8 +16,8 @@ import torch
 
 from tokbench.data.loader import load_images
 from tokbench.data.shapes import COLOUR_TEMPLATES, ZERO_SHOT_TEMPLATES, ShapesDataset
-from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench.metrics.image_quality import mean_psnr, psnr_uint8, to_uint8
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench.training.tiny import HOLDOUT_SEED_OFFSET
 from tokbench.understanding.zero_shot import LOGIT_SCALE, build_classifier
 from tokbench_vtp.model.vtp import VTPModel

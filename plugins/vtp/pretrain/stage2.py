@@ -14,9 +14,9 @@ from typing import Any, Callable, ContextManager
 import torch
 from torch import Tensor, nn
 
+from tokbench.nn.layers import imagenet_normalize
 from tokbench.training.discriminators import FeatureDiscriminator, PatchGANDiscriminator
 from tokbench.training.gan import adaptive_gan_weight, gan_start_factor, hinge_d_loss, hinge_g_loss
-from tokbench.nn.layers import imagenet_normalize
 from tokbench_vtp.pretrain.distributed import all_reduce_mean_
 from tokbench_vtp.pretrain.recipe import PretrainRecipe
 

@@ -12,9 +12,9 @@ import torch
 
 from tokbench.api import Capability, CapabilityError
 from tokbench.errors import MissingAssetError
+from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench.testing.conformance import TokenizerConformance
 from tokbench_vtp.checkpoint import save_official
-from tokbench.nn.layers import imagenet_denormalize, imagenet_normalize
 from tokbench_vtp.params import VTPParams
 from tokbench_vtp.text_tokenizer import EOT_TOKEN, SOT_TOKEN
 from tokbench_vtp.tokenizer import VTPTokenizer, build_vtp

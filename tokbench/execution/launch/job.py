@@ -34,8 +34,8 @@ class UnitJob(submitit.helpers.Checkpointable):
         self.unit_key = str(unit_key)
 
     def __call__(self) -> dict[str, Any] | None:
-        from tokbench.runtime.ranks import Ranks, agree_ranks
         from tokbench.execution.runner import execute_unit
+        from tokbench.runtime.ranks import Ranks, agree_ranks
 
         ranks = Ranks()
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:

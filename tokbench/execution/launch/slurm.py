@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
 from tokbench.config.suite import Suite
 from tokbench.errors import TokbenchError
 from tokbench.execution.launch import slurm_state
-from tokbench.config.resources import Resources, SlurmProfile, load_profile, submitit_parameters
 from tokbench.execution.planner import Plan, Unit
 from tokbench.execution.runner import Outcome, is_done
 from tokbench.storage.store import Store
