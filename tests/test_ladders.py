@@ -284,8 +284,13 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
     for tokenizer, scale in (("good", 1.0), ("poor", 2.0)):
         for i, fraction in enumerate((0.05, 0.1, 0.25, 0.5)):
             records.append(_rung_record(store, tokenizer, fraction, scale / (1 + i), {"seed": 0}, 10 + i, reference))
+    full = _rung_record(store, "good", 1.0, 0.2, {"seed": 0}, 20, reference)  # the measured full budget of 'good'
+    full.update(type="result", key="unit-good")
+    full["details"]["generator_training_flops"] = 0.998e12  # steps round: a little short of the budget
+    records.append(full)
     groups = ladder_groups(records, store)
     assert len(groups) == 1 and groups[0].target_flops == 1e12
+    assert len(groups[0].points["good"]) == 4  # held out of the fit, shown beside the prediction
     assert groups[0].ranking == ["good", "poor"] and 0.5 < groups[0].probability <= 1.0
     table = prediction_table(groups)
     assert "PREDICTED at 1e+12 training FLOPs" in table and "not measured" in table
@@ -294,18 +299,23 @@ def test_prediction_table_and_ladder_plot_from_stored_rungs(tmp_path):
         prediction = groups[0].predictions[name]
         assert prediction.rungs == 4 and prediction.extrapolation == pytest.approx(2.0)
         row = next(line for line in table.splitlines() if f"| {name} |" in line)
-        assert f"| {prediction.fit.model}: " in row and "| 4 | " in row and "| 2x |" in row
+        assert f"| {prediction.fit.model}: " in row and "| 4 | " in row and "| 2x |" in row, row
     assert "walk-forward errors" in table  # the interval says it carries the curve family's error
+    assert f"| {full['metrics']['gfid']:.4g} |" in next(line for line in table.splitlines() if "| good |" in line)
     farther = ladder_groups(records, store, target_flops=2e13)[0]
-    assert farther.target_flops == 2e13 and farther.predictions["good"].extrapolation == pytest.approx(40.0)
+    assert len(farther.points["good"]) == 5  # beyond the budget the full result joins the fit
+    assert farther.target_flops == 2e13 and farther.predictions["good"].extrapolation == pytest.approx(20 / 0.998)
+    assert farther.predictions["poor"].extrapolation == pytest.approx(40.0)
     assert "| 40x |" in prediction_table([farther]) and "PREDICTED at 2e+13 training FLOPs" in prediction_table([farther])
     plots = ladder_plots(groups)
     assert plots[0].name == "ladder" and plots[0].png.startswith(b"\x89PNG")
-    report = build_report([{**r, "key": f"k{i}"} for i, r in enumerate(records)], store=store)
-    assert report.predictions == table and len(report.frame) == 0  # rungs stay out of the measured tables
+    rungs = [{**r, "key": f"k{i}"} for i, r in enumerate(records[:-1])]
+    report = build_report(rungs, store=store)
+    assert report.predictions == prediction_table(ladder_groups(rungs, store))
+    assert len(report.frame) == 0  # rungs stay out of the measured tables
     from tokbench.config.suite import ReportConfig
 
-    chosen = build_report([{**r, "key": f"k{i}"} for i, r in enumerate(records)], store=store, plots=False,
+    chosen = build_report(rungs, store=store, plots=False,
                           settings=ReportConfig(ladder_target_flops=2e13))
     assert "PREDICTED at 2e+13 training FLOPs" in chosen.predictions  # the suite's report: ladder_target_flops
 

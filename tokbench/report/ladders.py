@@ -54,7 +54,9 @@ def ladder_groups(records: Iterable[dict[str, Any]], store, settings: BootstrapS
         group = groups.setdefault(key, LadderGroup(ladder.suite, ladder.task, ladder.dataset, target, [], ladder.seed))
         group.ladders.append(ladder)
         points = [p for p in ladder.rungs if p.flops < target]
-        if ladder.full is not None and ladder.full.flops < target * 0.999:  # the full result is data below the target
+        # the full result is data below a larger target; at the task's own budget it is held out (its
+        # achieved FLOPs fall short of the budget by up to half a step)
+        if ladder.full is not None and target > ladder.budget * 1.001 and ladder.full.flops < target * 0.999:
             points.append(ladder.full)
         group.points[ladder.tokenizer] = points
         try:
