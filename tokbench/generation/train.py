@@ -28,9 +28,8 @@ import torch
 
 from tokbench.generation.model import LightningDiT
 from tokbench.generation.transport import NoiseSchedule, flow_loss, interpolate
-from tokbench.nn.checkpoints import CheckpointFormatError
+from tokbench.nn.checkpoints import read_resume_state, write_training_state
 from tokbench.runtime.timing import progress_bar
-from tokbench.storage.store import seal
 from tokbench.training.ema import ema_update_
 
 
@@ -199,26 +198,14 @@ class DiTTrainer:
         path = self.work_dir / self.CHECKPOINT
         if self.rank != 0:
             return path
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        try:  # plain data only: the resume path reads it with weights_only=True
-            torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
-                        "step": self.step, "config": self.model.config.to_dict(), "settings": asdict(self.settings),
-                        "history": self.history}, tmp)
-            tmp.replace(path)
-            seal(self.work_dir, [self.CHECKPOINT], "LightningDiT resume checkpoint")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        return write_training_state({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                                     "opt": self.optimizer.state_dict(), "step": self.step,
+                                     "config": self.model.config.to_dict(), "settings": asdict(self.settings),
+                                     "history": self.history}, path, "LightningDiT resume checkpoint")
 
     def _load(self, path: Path) -> None:
-        try:
-            state = _verified_resume_state(path, self.device)
-        except CheckpointFormatError as error:  # damaged or not ours: set aside, train from the start
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            path.replace(aside)
-            print(f"[dit] {error}; moved to {aside}, training from step 0", file=sys.stderr, flush=True)
+        state = read_resume_state(path, "LightningDiT resume checkpoint", self.device)
+        if state is None:  # damaged or not ours: set aside, train from the start
             return
         if state.get("settings", {}).get("seed") != self.settings.seed or state.get("config") != self.model.config.to_dict():
             raise ValueError(f"{path} belongs to another run (config or seed differ); remove it to start over")
@@ -252,22 +239,6 @@ class DiTTrainer:
         torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.optimizer.state_dict(),
                     "config": self.model.config.to_dict()}, path)
         return path
-
-
-def _verified_resume_state(path: Path, device: torch.device) -> dict:
-    """The resume checkpoint, checked against the sha256 sealed next to it and read with
-    ``weights_only=True`` (CheckpointFormatError naming the path otherwise)."""
-    from tokbench.nn.checkpoints import read_training_state
-    from tokbench.storage.store import MANIFEST, check_directory
-
-    if (path.parent / MANIFEST).is_file():
-        problem = check_directory(path.parent)
-        if problem is not None:
-            raise CheckpointFormatError(f"resume checkpoint {path}: {problem[0]} {problem[1]}")
-    state = read_training_state(path, "LightningDiT resume checkpoint", map_location=device)
-    if not isinstance(state, dict):
-        raise CheckpointFormatError(f"resume checkpoint {path} holds a {type(state).__name__}, not a dict")
-    return state
 
 
 def _process_group() -> tuple[int, int]:

@@ -13,7 +13,10 @@ runs.
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -97,6 +100,53 @@ def read_training_state(path: str | Path, what: str = "resume checkpoint", map_l
     except Exception as error:  # noqa: BLE001 - named, with the format expected
         raise _unreadable(path, what, "a tokbench training checkpoint (torch.save of tensors, numbers, strings, lists "
                           "and dicts, read with weights_only=True)", error) from error
+
+
+def write_training_state(state: Any, path: str | Path, label: str) -> Path:
+    """Save a trainer's resume state to ``path`` atomically and seal it: its sha256 goes into the
+    ``MANIFEST.json`` beside it (:func:`tokbench.storage.store.seal`), which ``store verify`` and
+    :func:`read_resume_state` check. A crash at any point leaves the old or the new file, never one
+    that fails its seal (the old seal is removed before the new file replaces the old one)."""
+    from tokbench.storage.store import MANIFEST, seal
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    try:  # plain data only: the resume path reads it with weights_only=True
+        torch.save(state, tmp)
+        (path.parent / MANIFEST).unlink(missing_ok=True)
+        os.replace(tmp, path)
+        seal(path.parent, [path.name], label)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_resume_state(path: str | Path, what: str, map_location: Any = "cpu") -> dict[str, Any] | None:
+    """The resume state :func:`write_training_state` saved at ``path``, checked against its seal (when
+    there is one) and read with ``weights_only=True``. None when there is no file, or when it is
+    damaged or is not a tokbench training state: then it is set aside as ``<name>.damaged-<time>``,
+    with one line on stderr, and the trainer starts over."""
+    from tokbench.storage.store import MANIFEST, check_directory
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if (path.parent / MANIFEST).is_file():
+            problem = check_directory(path.parent)
+            if problem is not None:
+                raise CheckpointFormatError(f"{what} {str(path)!r}: {problem[0]} {problem[1]}")
+        state = read_training_state(path, what, map_location=map_location)
+        if not isinstance(state, dict):
+            raise CheckpointFormatError(f"{what} {str(path)!r} holds a {type(state).__name__}, not a dict")
+    except CheckpointFormatError as error:
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        path.replace(aside)
+        print(f"{error}; moved to {aside}, training from step 0", file=sys.stderr, flush=True)
+        return None
+    return state
 
 
 def pick_state_dict(data: Any, prefer: Iterable[str] = ("ema", "model", "state_dict"), source: str = "checkpoint") -> dict[str, torch.Tensor]:
