@@ -77,7 +77,8 @@ def test_unknown_plugin(tmp_path):
 def test_unknown_field_lists_allowed_fields(tmp_path):
     lines, path = problems(tmp_path, GOOD + "launcher: {backnd: local}\n")
     assert lines == [
-        f"{path}: launcher.backnd: unknown field 'backnd'; allowed: backend, max_workers, device, loader_workers, tf32, timeout_min, profile, resources "
+        f"{path}: launcher.backnd: unknown field 'backnd'; allowed: backend, max_workers, device, loader_workers, tf32, checkpoint_every, "
+        "timeout_min, profile, resources "
         "(did you mean 'backend'?)"
     ]
 

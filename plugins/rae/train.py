@@ -256,7 +256,8 @@ def tiny_artifacts(params: RAEParams, context) -> tuple[Path, Path, float]:
         encoder = load_vtp_encoder(encoder_dir)
         images, holdout = shapes_images(train, context)
         with phase("tokenizer training", f"rae decoder, {train.steps} steps"):
-            decoder, stats, summary = train_decoder(encoder, train, images, holdout, device=context.device, log=logger.info)
+            decoder, stats, summary = train_decoder(encoder, train, images, holdout, device=context.device, log=logger.info,
+                                                    checkpoints=Checkpoints.for_artifact(context, key_inputs, KIND))
         torch.save({k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}, target / "model.pt")
         write_stats(stats, target / "stat.pt")
         summary["decoder_training_flops"] = decoder_training_flops(train, encoder, encoder.width)

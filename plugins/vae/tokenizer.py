@@ -190,7 +190,9 @@ def _quiet_hub():
 
 def train_preset(params: VAEParams, directory: str | os.PathLike, context=None) -> dict[str, Any]:
     """Train ``params.preset`` and save it (diffusers layout) into ``directory``; the
-    returned summary goes into the store manifest."""
+    returned summary goes into the store manifest. With a context, resume checkpoints go to the
+    artifact's ``partial/`` work directory (an interrupted run resumes there)."""
+    from tokbench.training.loop import Checkpoints
     from tokbench_vae.train import shapes_sources, train_tiny
 
     train = params.train
@@ -199,13 +201,17 @@ def train_preset(params: VAEParams, directory: str | os.PathLike, context=None) 
     train_images, holdout = shapes_sources(train, context)
     device = context.device if context is not None else "cpu"
     track = context.track if context is not None else None
-    model, summary = train_tiny(train, train_images, holdout, device=device, track=track, log=logger.info)
+    checkpoints = Checkpoints.for_artifact(context, preset_key_inputs(params, context), PRESET_KIND)
+    model, summary = train_tiny(train, train_images, holdout, device=device, track=track, log=logger.info,
+                                checkpoints=checkpoints)
     model.to("cpu").save_pretrained(str(directory), safe_serialization=True)
     return write_training_summary(directory, params.preset, preset_key_inputs(params, context), summary)
 
 
 #: bump when the training recipe changes in a way the params do not show
 TRAINING_FORMAT = 1
+#: the store kind of a trained preset
+PRESET_KIND = "tokenizer-checkpoint"
 
 
 def preset_key_inputs(params: VAEParams, context=None) -> dict[str, Any]:
@@ -241,7 +247,7 @@ def build_vae(params: VAEParams | dict, context=None, directory: str | os.PathLi
         if context is not None:
             weights = context.cached(
                 key_inputs=preset_key_inputs(params, context),
-                kind="tokenizer-checkpoint",
+                kind=PRESET_KIND,
                 producer=lambda target: train_preset(params, target, context),
                 label=f"vae {params.preset}",
             )

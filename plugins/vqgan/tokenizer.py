@@ -200,7 +200,9 @@ def tiny_checkpoint(directory: Path) -> Path | None:
 
 def train_preset(params: VQGANParams, directory: str | os.PathLike, context=None) -> dict[str, Any]:
     """Train ``params.preset`` and export it (official layout) into ``directory``; the
-    returned summary goes into the store manifest."""
+    returned summary goes into the store manifest. With a context, resume checkpoints go to the
+    artifact's ``partial/`` work directory (an interrupted run resumes there)."""
+    from tokbench.training.loop import Checkpoints
     from tokbench_vqgan.train import shapes_sources, train_tiny
 
     directory = Path(directory)
@@ -208,7 +210,9 @@ def train_preset(params: VQGANParams, directory: str | os.PathLike, context=None
     train_images, holdout = shapes_sources(params.train, context)
     device = context.device if context is not None else "cpu"
     track = context.track if context is not None else None
-    model, arch, summary = train_tiny(params.train, train_images, holdout, device=device, track=track, log=logger.info)
+    checkpoints = Checkpoints.for_artifact(context, preset_key_inputs(params, context), PRESET_KIND)
+    model, arch, summary = train_tiny(params.train, train_images, holdout, device=device, track=track, log=logger.info,
+                                      checkpoints=checkpoints)
     path = export_checkpoint(model.to("cpu"), arch, directory, params.train.steps)
     return write_training_summary(directory, params.preset, preset_key_inputs(params, context), summary,
                                   checkpoint=path.relative_to(directory).as_posix())
@@ -216,6 +220,8 @@ def train_preset(params: VQGANParams, directory: str | os.PathLike, context=None
 
 #: bump when the training recipe changes in a way the params do not show
 TRAINING_FORMAT = 2
+#: the store kind of a trained preset
+PRESET_KIND = "tokenizer-checkpoint"
 
 
 def preset_key_inputs(params: VQGANParams, context=None) -> dict[str, Any]:
@@ -253,7 +259,7 @@ def build_vqgan(params: VQGANParams | dict, context=None, directory: str | os.Pa
     if context is not None:
         weights = context.cached(
             key_inputs=preset_key_inputs(params, context),
-            kind="tokenizer-checkpoint",
+            kind=PRESET_KIND,
             producer=lambda target: train_preset(params, target, context),
             label=f"vqgan {params.preset}",
         )

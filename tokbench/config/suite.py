@@ -40,6 +40,10 @@ class LauncherConfig(_Strict):
     )
     tf32: bool = Field(False, description="TF32 matmuls/convolutions for tokenizers and training on GPU (faster fp32; "
                        "metric networks never use it; recorded in each result)")
+    checkpoint_every: NonNegativeInt | None = Field(
+        None, description="steps between the resume checkpoints of a prepare unit's training (tiny presets, VTP "
+        "pretraining) in the store's partial/; 0: none; default: each trainer's own (100 steps for the tiny presets, "
+        "the recipe's checkpoint_every for VTP); in no key: changing it reuses everything stored")
     timeout_min: PositiveInt = 24 * 60
     profile: str | None = Field(None, description="Slurm cluster profile name (slurm/profiles/<name>.yaml) or YAML path")
     resources: Resources | None = Field(None, description="Slurm resources of every unit (tasks and tokenizers refine them)")

@@ -287,7 +287,8 @@ def _execute_recorded(suite: Suite, plan: Plan, store: Store, unit: Unit, run_di
         from tokbench.data.loader import default_workers
 
         workers = default_workers(device)
-    context = BuildContext(store=store, device=device, loader_workers=workers)
+    context = BuildContext(store=store, device=device, loader_workers=workers,
+                           checkpoint_every=suite.launcher.checkpoint_every)
     started = time.time()
     training = unit.action == "prepare"  # the unit that produces the tokenizer's weights
     identity = plan.identities.get("tokenizers", {}).get(unit.tokenizer)

@@ -32,6 +32,9 @@ class BuildContext:
     registry: Registry = field(default_factory=get_registry)
     #: processes decoding images for extraction (``launcher.loader_workers`` resolved for the device)
     loader_workers: int = 0
+    #: steps between the resume checkpoints of trainings that produce artifacts (``launcher.checkpoint_every``;
+    #: None: each trainer's default); an execution detail, in no key
+    checkpoint_every: int | None = None
     #: while a tokenizer factory runs: its plugin's training code (``{"digest", "boundary", ...}``);
     #: every artifact ``cached`` makes meanwhile is keyed on it, so editing training code retrains
     training_code: dict[str, Any] | None = None

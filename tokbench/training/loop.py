@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,10 @@ from tokbench.training.ema import ema_update_
 #: the loop's resume state inside ``Checkpoints.directory``
 CHECKPOINT = "training-checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+#: steps between resume checkpoints of a store producer's training (``launcher.checkpoint_every`` overrides)
+DEFAULT_CHECKPOINT_EVERY = 100
 
-__all__ = ["CHECKPOINT", "Batches", "Checkpoints", "Discriminator", "Objective", "TrainingLoop", "TrainingStopped", "bf16_autocast"]
+__all__ = ["CHECKPOINT", "DEFAULT_CHECKPOINT_EVERY", "Batches", "Checkpoints", "Discriminator", "Objective", "TrainingLoop", "TrainingStopped", "bf16_autocast"]
 
 
 class TrainingStopped(Exception):
@@ -58,6 +60,19 @@ class Checkpoints:
     @property
     def path(self) -> Path:
         return Path(self.directory) / CHECKPOINT
+
+    @classmethod
+    def for_artifact(cls, context: Any, key_inputs: Any, kind: str) -> "Checkpoints | None":
+        """The checkpoints of a training that produces the store artifact ``context.cached(key_inputs,
+        kind, ...)``: in that artifact's ``partial/<key>`` work directory (a rerun after an
+        interruption resumes there; the store removes it once the artifact commits), every
+        ``context.checkpoint_every`` steps (the run's ``launcher.checkpoint_every``; None:
+        :data:`DEFAULT_CHECKPOINT_EVERY`). The interval is in no key. No context (training into a
+        plain directory): None, no checkpoints."""
+        if context is None:
+            return None
+        every = getattr(context, "checkpoint_every", None)
+        return cls(context.work_dir(key_inputs, kind), DEFAULT_CHECKPOINT_EVERY if every is None else every)
 
 
 class Objective(Protocol):
@@ -127,7 +142,12 @@ class TrainingLoop:
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> list[dict[str, float]]:
         """Train from the checkpoint (if any) to ``steps``; returns the history (one record a step)."""
-        self.resume()
+        if self.resume():
+            # in the job log: an interrupted (killed, preempted, requeued) unit shows where it picked up
+            message = f"resuming {self.name} training from step {self.step} of {self.steps} ({self.checkpoints.path})"
+            print(message, file=sys.stderr, flush=True)
+            if self.log is not None:
+                self.log(message)
         every = self.checkpoints.every if self.checkpoints is not None else 0
         stop_after = self.checkpoints.stop_after if self.checkpoints is not None else None
         remaining = range(self.step, self.steps)
@@ -241,19 +261,21 @@ class TrainingLoop:
         self.history = list(state["history"])
 
     def save(self) -> Path:
-        """Write the checkpoint (atomically: a half-written file never replaces a good one)."""
-        path = self.checkpoints.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write the checkpoint, atomically and sealed (a half-written file never replaces a good one;
+        ``store verify`` checks it)."""
+        from tokbench.nn.checkpoints import write_training_state
+
+        return write_training_state(self.state_dict(), self.checkpoints.path, f"{self.name} resume checkpoint")
 
     def resume(self) -> bool:
-        """Load the checkpoint in ``checkpoints.directory`` when there is one."""
-        if self.checkpoints is None or not self.checkpoints.path.is_file():
+        """Load the checkpoint in ``checkpoints.directory`` when there is one (a damaged one is set
+        aside and training starts over)."""
+        if self.checkpoints is None:
             return False
-        from tokbench.nn.checkpoints import read_training_state
+        from tokbench.nn.checkpoints import read_resume_state
 
-        self.load_state_dict(read_training_state(self.checkpoints.path, f"{self.name} checkpoint"))
+        state = read_resume_state(self.checkpoints.path, f"{self.name} resume checkpoint")
+        if state is None:
+            return False
+        self.load_state_dict(state)
         return True

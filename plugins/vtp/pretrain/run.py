@@ -58,7 +58,12 @@ def pretrain(recipe: PretrainRecipe, run_dir: str | os.PathLike, device: str | N
 
 
 def trained_checkpoint(recipe: PretrainRecipe, context) -> Path:
-    """Directory with the recipe's exported ``model.safetensors`` (+ config, summary), from the store."""
+    """Directory with the recipe's exported ``model.safetensors`` (+ config, summary), from the store.
+    The run's ``launcher.checkpoint_every`` (``context.checkpoint_every``), when set, replaces the
+    recipe's ``checkpoint_every`` (in no key either)."""
+    every = getattr(context, "checkpoint_every", None)
+    if every is not None:
+        recipe = recipe.model_copy(update={"checkpoint_every": every})
     key_inputs = recipe.cache_inputs()
     work = context.work_dir(key_inputs, KIND)
 

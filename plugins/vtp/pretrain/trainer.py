@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -383,7 +384,10 @@ class VTPPretrainer:
         self._pending_stage2_state = state.get("stage2")
         if self._pending_stage2_state is not None:
             self._stage2()
-        self.log(f"[vtp] resumed {self.run_dir} at step {self.step}")
+        message = f"resuming vtp pretraining from step {self.step} of {self.recipe.total_steps} ({path})"
+        if self.rank == 0:  # in the job log: where an interrupted unit picked up
+            print(message, file=sys.stderr, flush=True)
+        self.log(message)
 
     def finish(self) -> dict[str, Any]:
         """Export the official inference checkpoint and the summary (rank 0)."""
