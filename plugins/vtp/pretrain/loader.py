@@ -27,6 +27,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tokbench.errors import TokbenchError
+from tokbench.training.tiny import torch_threads
 from tokbench_vtp.pretrain.collate import PretrainBatch, PretrainCollator, Sample
 from tokbench_vtp.pretrain.sources import CaptionSource
 
@@ -80,7 +81,8 @@ class _StepBatches(Dataset[PretrainBatch]):
         for index, position in zip(indices.tolist(), stream.tolist()):
             image, caption = self.source.get(index)
             samples.append(Sample(index, image, caption, (self.seed, _STREAM_SAMPLE, position)))
-        return self.collator(samples, [self.seed, _STREAM_BATCH, int(step), self.rank])
+        with torch_threads(1):  # per-view ops on small tensors: threads only add overhead
+            return self.collator(samples, [self.seed, _STREAM_BATCH, int(step), self.rank])
 
 
 class _StepsFrom(Sampler[int]):
