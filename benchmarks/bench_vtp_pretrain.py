@@ -16,6 +16,7 @@ dense bf16: 989).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import add_common_options, best_seconds, comparison, record, setup, sync  # noqa: E402
 
+import tokbench_vtp.pretrain.loader as loader_module
 from tokbench_vtp.pretrain.collate import PretrainBatch
 from tokbench_vtp.pretrain.objective import teacher_targets
 from tokbench_vtp.pretrain.recipe import load_recipe
@@ -144,12 +146,22 @@ def main(argv: list[str] | None = None) -> dict:
         results["teacher_fwd_s"] = best_seconds(teacher_pass, device, args.repeat)
         trainer.loader = iter(lambda: full, None)  # the synthetic batch as an endless loader
         results["optimizer_step_s"] = best_seconds(trainer.train_step, device, args.repeat)
-        data_loader = trainer._make_loader(None)
-        next(data_loader)
-        start = time.perf_counter()
-        for _ in range(2):
+
+        def data_batch_seconds() -> float:
+            data_loader = trainer._make_loader(None)
             next(data_loader)
-        results["data_batch_s"] = (time.perf_counter() - start) / 2
+            start = time.perf_counter()
+            for _ in range(2):
+                next(data_loader)
+            return (time.perf_counter() - start) / 2
+
+        results["data_batch_s"] = data_batch_seconds()  # views augmented with one torch thread
+        one_thread = loader_module.torch_threads
+        loader_module.torch_threads = lambda count: contextlib.nullcontext()  # baseline: all of the process's threads
+        try:
+            results["data_batch_all_threads_s"] = data_batch_seconds()
+        finally:
+            loader_module.torch_threads = one_thread
 
         # the student trunk alone on the CLIP images (forward + backward), beside timm's ViT
         trunk = trainer.model.trunk
@@ -174,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "precision": recipe.precision if device.type == "cuda" else "fp32", "compile": args.compile,
                 "activation_checkpointing": args.activation_checkpointing, "peak_tflops": args.peak_tflops}
     comparisons = [comparison(f"student trunk fwd+bwd, {clip} images at {recipe.crops.image_size}²",
-                              results["trunk_fwd_bwd_s"], "timm VisionTransformer, same blocks (SwiGLU, RMSNorm, qk-norm), no RoPE", results["timm_vit_fwd_bwd_s"], "s")]
+                              results["trunk_fwd_bwd_s"], "timm VisionTransformer, same blocks (SwiGLU, RMSNorm, qk-norm), no RoPE", results["timm_vit_fwd_bwd_s"], "s"),
+                   comparison(f"one data batch ({clip} images, multi-crop views), augmented with 1 torch thread", results["data_batch_s"],
+                              f"the same with the process's {torch.get_num_threads()} threads", results["data_batch_all_threads_s"], "s")]
     return record("vtp_pretrain", settings, results, comparisons, device, save=not args.no_record)
 
 
