@@ -40,7 +40,7 @@ def test_quickstart_runs_and_reruns_for_free(tmp_path):
         assert metrics["lpips"] is None
     # trained, not random: an untrained decoder stays far below this
     assert min(vae["psnr"], vtp["psnr"], vqgan["psnr"], rae["psnr"]) > 16
-    assert "rFID ↓" in first.stdout and "VAE tiny (trained here)" in first.stdout
+    assert "rFID ↓" in first.stdout and "VAE tiny (trained here, 600 steps)" in first.stdout
     leaderboard = store / "leaderboards" / "quickstart"
     assert f"leaderboard: {leaderboard / 'index.html'}" in first.stdout
     assert (leaderboard / "plots" / "reconstruction_grid.png").is_file()
