@@ -56,17 +56,62 @@ def extractor(cache_dir: Path) -> inception.FIDFeatureExtractor:
 
 @needs_fid_helper
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_converted_weights_match_the_torchscript(extractor: inception.FIDFeatureExtractor) -> None:
+def test_converted_weights_match_the_torchscript(cache_dir: Path) -> None:
     images = structured_images(4, 299, 299)  # 299x299: torch-fidelity's resize is the identity
     scripted = torch.jit.load(str(_fid_helper_file()), map_location="cpu").eval()
     with torch.inference_mode():
         expected = scripted((images.to(torch.float32) - 128) / 128).to(torch.float64)
-    features = extractor(images)
+    # the conversion itself, on torch-fidelity's network as shipped (NCHW, BatchNorm layers kept)
+    as_shipped = inception.load_fid_extractor(weights=_fid_helper_file(), cache_dir=cache_dir,
+                                              memory_format="contiguous", batchnorm="separate")
+    features = as_shipped(images)
     assert features.shape == (4, 2048) and features.dtype == torch.float64
     max_abs = (features - expected).abs().max().item()
     print(f"conversion parity: max abs diff {max_abs:.3g}, max |feature| {expected.abs().max().item():.3g}")
     assert max_abs < 1e-5
     assert expected.abs().max().item() > 0.5  # real, non-degenerate features
+
+
+@needs_fid_helper
+def test_the_fast_network_computes_the_shipped_features(extractor: inception.FIDFeatureExtractor, cache_dir: Path) -> None:
+    """Channels-last and BatchNorm folded into the convolutions (the default) change the summation
+    order only: the features of torch-fidelity's network as shipped, to float32 rounding."""
+    assert extractor.identity["batchnorm"] == "folded" and extractor.identity["memory_format"] == "channels_last"
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in extractor._model.modules())
+    as_shipped = inception.load_fid_extractor(weights=_fid_helper_file(), cache_dir=cache_dir,
+                                              memory_format="contiguous", batchnorm="separate")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in as_shipped._model.modules()) == 94
+    images = structured_images(6, 64, 64, seed=3)
+    fast, shipped = extractor(images), as_shipped(images)
+    difference = (fast - shipped).abs().max().item()
+    print(f"fast network vs as shipped: max abs diff {difference:.3g}, max |feature| {shipped.abs().max().item():.3g}")
+    assert difference < 3e-6 * shipped.abs().max().item()
+    assert difference > 0 or torch.equal(fast, shipped)
+    with pytest.raises(ValueError, match="batchnorm must be"):
+        inception.load_fid_extractor(weights=_fid_helper_file(), cache_dir=cache_dir, batchnorm="fused")  # type: ignore[arg-type]
+
+
+def test_folding_a_batchnorm_keeps_the_function() -> None:
+    class BasicConv2d(torch.nn.Module):  # torch-fidelity's block: conv (no bias), BatchNorm, ReLU
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 5, 3, bias=False)
+            self.bn = torch.nn.BatchNorm2d(5, eps=0.001)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv(x)))
+
+    block = BasicConv2d().eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in (block.bn.weight, block.bn.bias, block.bn.running_mean):
+            tensor.copy_(torch.randn(5, generator=generator))
+        block.bn.running_var.copy_(torch.rand(5, generator=generator) + 0.1)
+    x = torch.randn(2, 3, 8, 8, generator=generator)
+    before = block(x)
+    assert inception.fold_batchnorm(block) == 1 and isinstance(block.bn, torch.nn.Identity)
+    after = block(x)
+    assert torch.allclose(after, before, atol=1e-5) and not torch.equal(block.conv.bias, torch.zeros(5))
 
 
 @needs_fid_helper
