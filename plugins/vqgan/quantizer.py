@@ -64,7 +64,14 @@ class CodebookQuantizer(VectorQuantizer):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, C, h, w) code vectors."""
-        return self.codebook()[indices].permute(0, 3, 1, 2).contiguous()
+        return self.gather(indices).permute(0, 3, 1, 2).contiguous()
+
+    def gather(self, indices: torch.Tensor) -> torch.Tensor:
+        """(...) indices -> (..., C) code vectors. ``index_select``, not ``codebook[indices]``: the
+        same values, but its backward (``index_add_``) sums each code's gradient in a fixed order,
+        where advanced indexing's (``index_put_`` with accumulate) adds them atomically from
+        several CPU threads, so two runs of the same training would differ in the last bits."""
+        return self.codebook().index_select(0, indices.reshape(-1)).reshape(*indices.shape, self.vq_embed_dim)
 
     def loss_terms(self, z: torch.Tensor, z_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(codebook term ``|z_q - sg(z)|^2``, commitment term ``|sg(z_q) - z|^2``), means."""
@@ -73,7 +80,7 @@ class CodebookQuantizer(VectorQuantizer):
     def forward(self, z: torch.Tensor):
         vectors = self.prepare(z)
         index = self.nearest(vectors)
-        z_q = self.codebook()[index].to(vectors.dtype)
+        z_q = self.gather(index).to(vectors.dtype)
         codebook_term, commitment_term = self.loss_terms(vectors, z_q)
         if self.legacy:
             loss = commitment_term + self.beta * codebook_term
@@ -84,7 +91,7 @@ class CodebookQuantizer(VectorQuantizer):
 
     def get_codebook_entry(self, indices: torch.Tensor, shape: tuple[int, ...] | None) -> torch.Tensor:
         """diffusers' signature: flat indices and ``shape`` = (B, h, w, C) -> (B, C, h, w)."""
-        z_q = self.codebook()[indices.reshape(-1)]
+        z_q = self.gather(indices.reshape(-1))
         if shape is None:
             return z_q
         return z_q.view(shape).permute(0, 3, 1, 2).contiguous()

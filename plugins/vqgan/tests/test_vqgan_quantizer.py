@@ -100,3 +100,30 @@ def test_chunked_lookup_matches_one_block(monkeypatch):
     whole = q.indices(z)
     monkeypatch.setattr(module, "_CHUNK", 100)
     assert torch.equal(q.indices(z), whole)
+
+
+def test_the_codebook_gradient_is_the_same_every_time_on_several_threads():
+    """Many latents choosing the same codes: their gradients must be summed in a fixed order, or
+    two runs of the same training drift apart in the last bits (they did with ``codebook[index]``,
+    whose backward adds atomically from each CPU thread)."""
+    generator = torch.Generator().manual_seed(0)
+    q = CodebookQuantizer(16, 16, l2_norm=True)
+    z = torch.randn(256, 16, 32, 32, generator=generator)  # 262,144 vectors on 16 codes
+    upstream = torch.randn(256, 16, 32, 32, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gradients = []
+        for _ in range(4):
+            q.zero_grad(set_to_none=True)
+            z_q, loss, _ = q(z.clone().requires_grad_(True))
+            ((z_q * upstream).sum() + loss).backward()
+            gradients.append(q.embedding.weight.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert gradients[0].abs().sum() > 0
+    assert all(torch.equal(gradients[0], g) for g in gradients[1:])
+    # the same gradient as advanced indexing computes, up to the order of the sums
+    vectors = q.prepare(z)
+    reference = q.codebook()[q.nearest(vectors)]
+    assert torch.equal(q.gather(q.nearest(vectors)), reference)
