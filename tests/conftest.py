@@ -61,10 +61,10 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 # ---- head starts ------------------------------------------------------------------------------
 # The quickstart test's first run is two thirds of the suite's time and runs in its own
 # interpreter. A test marked ``@pytest.mark.head_start(name, *cli_args)`` has that command started
-# in the background as soon as the tests are collected (``pytest_collection_finish`` below), so the
-# rest of the suite runs beside it on the second core instead of before it; the test then calls
-# ``head_start(name).result()``. Run alone, or where the hook did not start it, ``head_start``
-# starts the command there and then, so the test is the same either way.
+# in the background as soon as the tests are collected (``pytest_collection_finish`` below) and is
+# itself moved to the end of the run, so the rest of the suite runs beside the command instead of
+# before it; the test then awaits ``head_start(request).result()``. Run alone, or where the hook
+# did not start it, ``head_start`` starts the command there and then: the test is the same either way.
 
 
 class BackgroundRun:
@@ -127,6 +127,11 @@ def head_start(request: pytest.FixtureRequest) -> BackgroundRun:
         raise RuntimeError(f"{request.node.nodeid} has no @pytest.mark.head_start(name, *cli_args) marker")
     name, *args = marker.args
     return _start(request.config, name, tuple(args))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Head-started tests run last: everything else runs while their commands work."""
+    items.sort(key=lambda item: item.get_closest_marker("head_start") is not None)  # stable
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
