@@ -1,9 +1,11 @@
 """The FID feature extractor: torch-fidelity's ``inception-v3-compat`` with local weights.
 
 The network is torch-fidelity's ``FeatureExtractorInceptionV3`` (a PyTorch port of the
-TensorFlow ``inception-2015-12-05`` graph used by the original TTUR / ADM FID code), run
-unmodified: uint8 input, TF1-compatible bilinear resize to 299x299, ``(x - 128) / 128``,
-2048-d pool3 features.
+TensorFlow ``inception-2015-12-05`` graph used by the original TTUR / ADM FID code): uint8
+input, TF1-compatible bilinear resize to 299x299, ``(x - 128) / 128``, 2048-d pool3 features.
+Two execution changes are on by default, both recorded in the identity and both changing only
+the summation order (features equal to ~1e-5): channels-last convolutions and each inference
+BatchNorm folded into its convolution (``memory_format``, ``batchnorm``).
 
 Weights come from a local file, never from the network:
 
