@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
                 if difference > 1e-4:  # channels-last and the folded BatchNorm change the summation order only
                     raise AssertionError(f"tokbench's features differ from torch-fidelity's by {difference:.3g}")
                 figures["channels_last_max_abs_feature_difference"] = difference
+                unfolded = load_fid_extractor(device=device, batch_size=batch, batchnorm="separate")
+                figures[f"{dtype}_batch{batch}_unfolded_img_s"] = batch / best_seconds(lambda: unfolded(images), device, args.repeats)
+                comparisons.append(comparison(f"Inception pool3, BatchNorm folded into the convolutions, batch {batch}", ours,
+                                              "the same network in channels-last with its BatchNorm layers", figures[f"{dtype}_batch{batch}_unfolded_img_s"], "img/s"))
                 comparisons.append(comparison(f"Inception pool3 (channels-last, BatchNorm folded), {args.size}² -> 299, batch {batch}", ours,
                                               "torch-fidelity FeatureExtractorInceptionV3 (NCHW) called directly", baseline, "img/s"))
     figures["frechet_distance_2048d_s"] = frechet_seconds()
