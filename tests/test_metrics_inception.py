@@ -86,7 +86,6 @@ def test_the_fast_network_computes_the_shipped_features(extractor: inception.FID
     difference = (fast - shipped).abs().max().item()
     print(f"fast network vs as shipped: max abs diff {difference:.3g}, max |feature| {shipped.abs().max().item():.3g}")
     assert difference < 3e-6 * shipped.abs().max().item()
-    assert difference > 0 or torch.equal(fast, shipped)
     with pytest.raises(ValueError, match="batchnorm must be"):
         inception.load_fid_extractor(weights=_fid_helper_file(), cache_dir=cache_dir, batchnorm="fused")  # type: ignore[arg-type]
 

@@ -321,18 +321,12 @@ def fold_batchnorm(model: torch.nn.Module) -> int:
         shift = bn.bias.double() - bn.running_mean.double() * scale
         if conv.bias is not None:
             shift = shift + conv.bias.double() * scale
-        dtype, layout = conv.weight.dtype, _memory_format_of(conv.weight)
-        conv.weight = torch.nn.Parameter((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype).contiguous(memory_format=layout),
-                                         requires_grad=False)
+        dtype = conv.weight.dtype
+        conv.weight = torch.nn.Parameter((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype), requires_grad=False)
         conv.bias = torch.nn.Parameter(shift.to(dtype), requires_grad=False)
         block.bn = torch.nn.Identity()
         folded += 1
     return folded
-
-
-def _memory_format_of(weight: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
-        and not weight.is_contiguous() else torch.contiguous_format
 
 
 def load_fid_extractor(
@@ -374,9 +368,10 @@ def load_fid_extractor(
     else:
         model_file = found.path
         converted_from = None
-    model = _build_model(model_file, internal_dtype).to(memory_format=MEMORY_FORMATS[memory_format])
+    model = _build_model(model_file, internal_dtype)
     if batchnorm == "folded":
         fold_batchnorm(model)
+    model = model.to(memory_format=MEMORY_FORMATS[memory_format])
     logits = bool(torch.isfinite(model.fc.weight).all())  # the fid-helper conversion has a NaN fc
     if logits:  # the same pass also returns the logits (torch-fidelity reads this list in forward)
         model.features_list = [FEATURE_LAYER, LOGITS_LAYER]
