@@ -47,33 +47,89 @@ def make_executor(launcher: LauncherConfig, folder: Path, parameters: dict | Non
 def launch(
     plan: Plan, run_dir: Path, store: Store, launcher: LauncherConfig, report: Reporter | None = None, progress: bool = True
 ) -> list[Outcome]:
-    """Run every unit of the plan that is not already in the store (debug and local backends)."""
+    """Run every unit of the plan that is not already in the store (debug and local backends).
+
+    A unit starts as soon as its dependencies are in the store and a worker is free (``debug``:
+    one, in this process; ``local``: ``launcher.max_workers`` subprocesses), never waiting for a
+    whole wave: on two cores, one worker can train the slowest tokenizer while the other trains
+    the rest and evaluates them. Among ready units, those that unlock the most others go first."""
     if launcher.backend == "slurm":
         raise TokbenchError("the slurm backend submits and returns: use tokbench.execution.launch.slurm.submit (and wait)")
     report = report or (lambda outcome: None)
     outcomes: dict[str, Outcome] = {}
-    executor = None
     started = [0, sum(not is_done(store, unit) for unit in plan.units)]  # units started, units to run
-    for wave in plan.waves():
-        pending: list[Unit] = []
-        for unit in wave:
-            failed_deps = [d for d in unit.deps if outcomes.get(d) and outcomes[d].status in ("failed", "skipped")]
-            if failed_deps:
-                outcome = Outcome(unit.key, unit.label, "skipped", error=f"dependency {outcomes[failed_deps[0]].label} failed")
-            elif is_done(store, unit):
-                outcome = Outcome(unit.key, unit.label, "cached")
-            else:
-                pending.append(unit)
-                continue
-            outcomes[unit.key] = outcome
-            report(outcome)
-        if not pending:
+    waiting = _by_priority(plan)
+    slots = 1 if launcher.backend == "debug" else launcher.max_workers
+    running: list[tuple[Unit, object, WorkerLog | None]] = []
+    executor = None
+
+    def settle(outcome: Outcome) -> None:
+        outcomes[outcome.key] = outcome
+        report(outcome)
+
+    while waiting or running:
+        settled_before, ready = len(outcomes), []
+        for unit in list(waiting):
+            states = [outcomes[d].status if d in outcomes else "waiting" for d in unit.deps]
+            if any(state in ("failed", "skipped") for state in states):
+                failed = outcomes[unit.deps[[s in ("failed", "skipped") for s in states].index(True)]]
+                waiting.remove(unit)
+                settle(Outcome(unit.key, unit.label, "skipped", error=f"dependency {failed.label} failed"))
+            elif "waiting" not in states:
+                if is_done(store, unit):
+                    waiting.remove(unit)
+                    settle(Outcome(unit.key, unit.label, "cached"))
+                else:
+                    ready.append(unit)
+        while ready and len(running) < slots:
+            unit = ready.pop(0)
+            waiting.remove(unit)
+            _announce(unit, started)
+            executor = executor or make_executor(launcher, run_dir / "jobs")
+            if launcher.backend == "debug":
+                settle(Outcome(**executor.submit(execute_unit, str(run_dir), unit.key, None, progress).result()))
+                break  # what it stored may have readied or settled others
+            job = executor.submit(execute_unit, str(run_dir), unit.key, _threads_per_worker(slots), progress)
+            running.append((unit, job, WorkerLog(job, unit.label) if progress else None))
+        if not running:
+            if waiting and len(outcomes) == settled_before:  # nothing ran, nothing can: a cycle
+                raise RuntimeError("dependency cycle in plan: " + ", ".join(u.label for u in waiting))
             continue
-        executor = executor or make_executor(launcher, run_dir / "jobs")
-        for outcome in _run_wave(executor, pending, run_dir, launcher, progress, started):
-            outcomes[outcome.key] = outcome
-            report(outcome)
+        time.sleep(0.2)
+        still = []
+        for unit, job, log in running:
+            if log is not None:
+                log.forward()
+            if not job.done():
+                still.append((unit, job, log))
+                continue
+            if log is not None:
+                log.forward()
+            try:
+                settle(Outcome(**job.result()))
+            except Exception as error:  # the worker process itself died (killed, out of memory, ...)
+                settle(Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip()))
+        running = still
     return [outcomes[u.key] for u in plan.units]
+
+
+def _by_priority(plan: Plan) -> list[Unit]:
+    """The plan's units, those with the most (transitive) dependents first, then in plan order."""
+    dependents: dict[str, set[str]] = {unit.key: set() for unit in plan.units}
+    for unit in plan.units:
+        for dep in unit.deps:
+            dependents.setdefault(dep, set()).add(unit.key)
+
+    def reach(key: str, seen: set[str]) -> set[str]:
+        for child in dependents.get(key, ()):
+            if child not in seen:
+                seen.add(child)
+                reach(child, seen)
+        return seen
+
+    unlocks = {unit.key: len(reach(unit.key, set())) for unit in plan.units}
+    order = {unit.key: index for index, unit in enumerate(plan.units)}
+    return sorted(plan.units, key=lambda unit: (-unlocks[unit.key], order[unit.key]))
 
 
 def _announce(unit: Unit, started: list[int]) -> None:
@@ -82,34 +138,29 @@ def _announce(unit: Unit, started: list[int]) -> None:
     print(f"[{started[0]}/{max(started)}] {unit.label}", file=sys.stderr, flush=True)
 
 
-def _run_wave(executor, units: list[Unit], run_dir: Path, launcher: LauncherConfig, progress: bool,
-              started: list[int]) -> Iterator[Outcome]:
-    """The outcomes of ``units``, each as soon as its unit ends."""
-    if launcher.backend == "debug":
-        for unit in units:
-            _announce(unit, started)
-            job = executor.submit(execute_unit, str(run_dir), unit.key, None, progress)
-            yield Outcome(**job.result())
-        return
-    threads = _threads_per_worker(launcher.max_workers)
-    queue = list(units)
-    running: list[tuple[Unit, object]] = []
-    while queue or running:
-        while queue and len(running) < launcher.max_workers:
-            unit = queue.pop(0)
-            _announce(unit, started)
-            running.append((unit, executor.submit(execute_unit, str(run_dir), unit.key, threads, False)))
-        time.sleep(0.2)
-        still = []
-        for unit, job in running:
-            if not job.done():
-                still.append((unit, job))
-                continue
-            try:
-                yield Outcome(**job.result())
-            except Exception as error:  # the worker process itself died (killed, out of memory, ...)
-                yield Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip())
-        running = still
+class WorkerLog:
+    """Forwards what a local worker prints (its phases and their progress) to this terminal,
+    each line tagged with the unit it is about, as the worker writes it."""
+
+    def __init__(self, job: object, label: str) -> None:
+        self.path = Path(job.paths.stderr)  # type: ignore[attr-defined]
+        self.label = label
+        self.offset = 0
+        self.rest = b""
+
+    def forward(self) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:  # the worker has not started yet
+            return
+        self.offset += len(data)
+        *lines, self.rest = (self.rest + data).split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", errors="replace").rstrip()
+            if text and not text.startswith("submitit "):  # submitit's own bookkeeping
+                print(f"  {self.label} {text.lstrip()}", file=sys.stderr, flush=True)
 
 
 def describe_backend(launcher: LauncherConfig) -> str:
