@@ -64,13 +64,30 @@ def test_quiet_phases_and_no_progress(clock, capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
-def test_progress_is_the_plain_iterable_off_a_terminal():
-    items = [1, 2, 3]
-    assert timing.progress(items, "x", 3) is items  # pytest's stderr is not a terminal
-    bar = timing.progress_bar(3, "x")
-    bar.update()
+def test_off_a_terminal_long_loops_print_a_line_with_their_eta_now_and_then(clock, capsys, monkeypatch):
+    monkeypatch.setattr(timing, "LINE_EVERY_S", 30.0)
+    seen = []
+    for item in timing.progress([1, 2, 3, 4], "probe head grid", 4):  # pytest's stderr is not a terminal
+        clock[0] += 20  # the line is due after the second item, then after the fourth
+        seen.append(item)
+    assert seen == [1, 2, 3, 4]
+    assert capsys.readouterr().err.splitlines() == [
+        "  . probe head grid: 2/4 its, 40.0s in, about 40.0s left",
+        "  . probe head grid: 4/4 its, 1m20s in, about 0.0s left",
+    ]
+    bar = timing.progress_bar(300, "vtp pretraining", initial=100)  # resumed at step 100
+    clock[0] += 10
+    bar.update(20)
+    assert capsys.readouterr().err == ""  # not due yet
+    clock[0] += 20
+    bar.update(20)
+    bar.set_postfix(loss=1.0)
     bar.close()
+    assert capsys.readouterr().err == "  . vtp pretraining: 140/300 steps, 30.0s in, about 2m00s left\n"
     assert not hasattr(bar, "n")  # no tqdm object behind it
+    monkeypatch.setenv(timing.ENV_NO_PROGRESS, "1")
+    items = [1, 2]
+    assert timing.progress(items, "x", 2) is items
 
 
 def test_format_seconds():

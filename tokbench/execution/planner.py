@@ -38,6 +38,8 @@ class Unit:
     deps: tuple[str, ...] = ()
     #: the key without code digests: shared by the results of every version of the code
     lineage: str = ""
+    #: expected cost relative to other units (``Task.schedule_weight``): orders ready units only
+    weight: float = 1.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Unit":
@@ -225,6 +227,7 @@ def plan_suite(suite: Suite, registry: Registry | None = None) -> Plan:
                 continue  # the same measurement asked for twice
             unit_code[key] = code
             plan.units.append(Unit(key, "evaluate", name, label, task_index=index, deps=deps,
-                                   lineage=content_key({**inputs, "tokenizer": without_code(inputs["tokenizer"])})))
+                                   lineage=content_key({**inputs, "tokenizer": without_code(inputs["tokenizer"])}),
+                                   weight=type(task).schedule_weight))
     plan.identities = {"tokenizers": tokenizer_ids, "datasets": dataset_fps, "code": unit_code}
     return plan

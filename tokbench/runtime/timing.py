@@ -8,7 +8,9 @@ add up to at most its wall time. The runner writes the result into the unit's st
 (``timings.md``) show it.
 
 Output goes to stderr. Progress bars (tqdm, with an ETA) appear only on a terminal; elsewhere (CI
-logs, Slurm, subprocess workers) each phase prints one line when it starts and one when it ends.
+logs, Slurm, subprocess workers) each phase prints one line when it starts and one when it ends,
+and a long loop one line every :data:`LINE_EVERY_S` seconds with its count and ETA (the local
+backend forwards its workers' lines to the terminal).
 ``TOKBENCH_NO_PROGRESS=1`` (or ``tokbench run --no-progress``) turns both off.
 """
 
@@ -28,6 +30,8 @@ T = TypeVar("T")
 PHASES = ("tokenizer training", "tokenizer loading", "encoding", "feature extraction", "probe training",
           "generator training", "sampling", "scoring")
 ENV_NO_PROGRESS = "TOKBENCH_NO_PROGRESS"
+#: seconds between two progress lines of one loop where no bar can be drawn
+LINE_EVERY_S = 30.0
 
 
 @dataclass
@@ -96,17 +100,57 @@ def phase(name: str, detail: str = "", quiet_below: float | None = None) -> Iter
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, initial: int = 0, unit: str = "it") -> Iterable[T]:
-    """``iterable`` with a progress bar and ETA on stderr when it is a terminal (else unchanged)."""
-    if not progress_enabled() or not _is_tty():
+    """``iterable`` with a progress bar and ETA on stderr: a tqdm bar on a terminal, else a
+    line every :data:`LINE_EVERY_S` seconds."""
+    if not progress_enabled():
         return iterable
+    if not _is_tty():
+        return _counted(iterable, ProgressLines(total, desc, initial, unit))
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, initial=initial, unit=unit, leave=False, dynamic_ncols=True,
                 file=sys.stderr)
 
 
+def _counted(iterable: Iterable[T], lines: "ProgressLines") -> Iterator[T]:
+    for item in iterable:
+        yield item
+        lines.update()
+
+
+class ProgressLines:
+    """A progress bar's stand-in where none can be drawn: ``desc: 120/300 steps, 1m10s in,
+    about 1m45s left`` every :data:`LINE_EVERY_S` seconds."""
+
+    def __init__(self, total: int | None, desc: str, initial: int = 0, unit: str = "step") -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.count = self.first = initial
+        self.started = self.said = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if now - self.said >= LINE_EVERY_S:
+            self.said = now
+            _say(f"  . {self.describe(now)}")
+
+    def describe(self, now: float) -> str:
+        elapsed, done = now - self.started, self.count - self.first
+        if not self.total:
+            return f"{self.desc}: {self.count} {self.unit}s, {format_seconds(elapsed)} in"
+        left = (self.total - self.count) * elapsed / done if done else None
+        eta = f", about {format_seconds(left)} left" if left is not None else ""
+        return f"{self.desc}: {self.count}/{self.total} {self.unit}s, {format_seconds(elapsed)} in{eta}"
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _NoBar:
-    """What :func:`progress_bar` returns when no bar is shown."""
+    """What :func:`progress_bar` returns when progress is off."""
 
     def update(self, n: int = 1) -> None:
         pass
@@ -122,8 +166,10 @@ def progress_bar(total: int, desc: str, initial: int = 0, unit: str = "step", en
     """A bar updated by hand (``update()``, ``close()``) for loops that are not ``for`` loops;
     shown as :func:`progress` is (``enabled``: e.g. on rank 0 only), else an object whose
     methods do nothing."""
-    if not enabled or not progress_enabled() or not _is_tty():
+    if not enabled or not progress_enabled():
         return _NoBar()
+    if not _is_tty():
+        return ProgressLines(total, desc, initial, unit)
     from tqdm.auto import tqdm
 
     return tqdm(desc=desc, total=total, initial=initial, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)

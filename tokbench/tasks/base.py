@@ -53,6 +53,9 @@ class Task:
     #: params that change speed or memory, never the numbers (compile, fused kernels, ...):
     #: left out of the result key, so switching them reuses the stored result
     execution_params: ClassVar[frozenset[str]] = frozenset()
+    #: a unit's expected cost relative to other tasks' units: only orders ready units for the
+    #: local workers (heaviest first, so the run does not end on one long unit and an idle worker)
+    schedule_weight: ClassVar[float] = 1.0
 
     def __init__(self, params: BaseModel):
         self.params = params

@@ -144,6 +144,7 @@ class GeneratorTraining:
 class GenerationTask(UsesFIDWeights, Task):
     protocol_version = "gfid-v2"
     execution_params = frozenset({"compile", "activation_checkpointing", "fused_optimizer"})
+    schedule_weight = 5.0  # trains a generator, samples and scores it: about 5 probes' time
     params: GenerationParams
 
     def key_inputs(self) -> dict[str, Any]:

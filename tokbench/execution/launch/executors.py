@@ -9,6 +9,7 @@ dependency failed is skipped with the reason); ``slurm`` submits job arrays with
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from tokbench.execution.runner import Outcome, execute_unit, is_done
 from tokbench.storage.store import Store
 
 Reporter = Callable[[Outcome], None]
+#: submitit's own bookkeeping in a worker's log ("submitit INFO (...) - ...", "INFO:submitit:...")
+_SUBMITIT_LINE = re.compile(r"submitit [A-Z]+ \(|[A-Z]+:submitit:")
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -52,7 +55,8 @@ def launch(
     A unit starts as soon as its dependencies are in the store and a worker is free (``debug``:
     one, in this process; ``local``: ``launcher.max_workers`` subprocesses), never waiting for a
     whole wave: on two cores, one worker can train the slowest tokenizer while the other trains
-    the rest and evaluates them. Among ready units, those that unlock the most others go first."""
+    the rest and evaluates them. Among ready units, those that unlock the most others go first,
+    then the heaviest (``Unit.weight``), so short units fill the end of the run."""
     if launcher.backend == "slurm":
         raise TokbenchError("the slurm backend submits and returns: use tokbench.execution.launch.slurm.submit (and wait)")
     report = report or (lambda outcome: None)
@@ -114,7 +118,7 @@ def launch(
 
 
 def _by_priority(plan: Plan) -> list[Unit]:
-    """The plan's units, those with the most (transitive) dependents first, then in plan order."""
+    """The plan's units: most (transitive) dependents first, then heaviest, then in plan order."""
     dependents: dict[str, set[str]] = {unit.key: set() for unit in plan.units}
     for unit in plan.units:
         for dep in unit.deps:
@@ -129,7 +133,7 @@ def _by_priority(plan: Plan) -> list[Unit]:
 
     unlocks = {unit.key: len(reach(unit.key, set())) for unit in plan.units}
     order = {unit.key: index for index, unit in enumerate(plan.units)}
-    return sorted(plan.units, key=lambda unit: (-unlocks[unit.key], order[unit.key]))
+    return sorted(plan.units, key=lambda unit: (-unlocks[unit.key], -unit.weight, order[unit.key]))
 
 
 def _announce(unit: Unit, started: list[int]) -> None:
@@ -159,7 +163,7 @@ class WorkerLog:
         *lines, self.rest = (self.rest + data).split(b"\n")
         for line in lines:
             text = line.decode("utf-8", errors="replace").rstrip()
-            if text and not text.startswith("submitit "):  # submitit's own bookkeeping
+            if text and not _SUBMITIT_LINE.match(text):
                 print(f"  {self.label} {text.lstrip()}", file=sys.stderr, flush=True)
 
 
