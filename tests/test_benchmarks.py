@@ -23,7 +23,7 @@ def test_every_benchmark_runs_and_is_summarised_beside_its_baseline(tmp_path):
     results = json.loads((tmp_path / "SUMMARY-quick.json").read_text())
     names = [r["benchmark"] for r in results]
     assert names == ["codec", "vtp_pretrain", "lightningdit", "fid_extractor", "data_loading", "probe_grid", "stats",
-                     "reconstruction"]
+                     "reconstruction", "worker_split"]
     for result in results:
         assert {"machine", "settings", "figures", "comparisons"} <= set(result)
         assert result["machine"]["torch"] and result["machine"]["device"] == "cpu"
