@@ -134,3 +134,22 @@ def test_the_generation_task_is_weighted_as_the_heavy_one():
     from tokbench.tasks.generation import GenerationTask
 
     assert GenerationTask.schedule_weight > Task.schedule_weight
+
+
+def test_ctrl_c_stops_the_local_workers_it_started(monkeypatch):
+    cancelled = []
+
+    class Stuck:
+        def submit(self, fn, *args):
+            key = args[1]
+            return SimpleNamespace(done=lambda: False, cancel=lambda check=True: cancelled.append(key))
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executors, "make_executor", lambda launcher, folder: Stuck())
+    monkeypatch.setattr(executors.time, "sleep", interrupt)
+    plan = Plan("d", [unit("a"), unit("b"), unit("c")])
+    with pytest.raises(KeyboardInterrupt):
+        executors.launch(plan, Path("unused"), FakeStore(), LauncherConfig(backend="local", max_workers=2), progress=False)
+    assert sorted(cancelled) == ["a", "b"]  # the two running; c never started

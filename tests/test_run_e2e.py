@@ -98,6 +98,8 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
     for name in ("fine", "coarse"):
         assert a[name]["metrics"] == pytest.approx(b[name]["metrics"], rel=1e-6)
         assert "SUBMITIT_LOCAL_JOB_ID" in b[name]["provenance"]["jobs"]
+        # each of the 2 workers gets half the cores; the thread count splits CPU sums, so it is recorded
+        assert b[name]["provenance"]["device"]["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
     status = run_cli("status", "--store", str(tmp_path / "b"))
     assert status.returncode == 0 and "2 done" in status.stdout
     # which unit the run is on, and each unit's wall time by phase in its record and in status

@@ -64,6 +64,9 @@ def code_source() -> dict[str, Any]:
 
 def device_info(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"device": device, "cpu_count": os.cpu_count()}
+    torch = sys.modules.get("torch")  # never imported just for this: a torch-free unit used no threads
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()  # CPU sums are split by it: a run's bits depend on it
     if device.startswith("cuda"):
         import torch
 

@@ -71,50 +71,61 @@ def launch(
         outcomes[outcome.key] = outcome
         report(outcome)
 
-    while waiting or running:
-        settled_before, ready = len(outcomes), []
-        for unit in list(waiting):
-            states = [outcomes[d].status if d in outcomes else "waiting" for d in unit.deps]
-            if any(state in ("failed", "skipped") for state in states):
-                failed = outcomes[unit.deps[[s in ("failed", "skipped") for s in states].index(True)]]
+    try:
+        while waiting or running:
+            settled_before = len(outcomes)
+            ready = _ready(waiting, outcomes, store, settle)
+            while ready and len(running) < slots:
+                unit = ready.pop(0)
                 waiting.remove(unit)
-                settle(Outcome(unit.key, unit.label, "skipped", error=f"dependency {failed.label} failed"))
-            elif "waiting" not in states:
-                if is_done(store, unit):
-                    waiting.remove(unit)
-                    settle(Outcome(unit.key, unit.label, "cached"))
-                else:
-                    ready.append(unit)
-        while ready and len(running) < slots:
-            unit = ready.pop(0)
-            waiting.remove(unit)
-            _announce(unit, started)
-            executor = executor or make_executor(launcher, run_dir / "jobs")
-            if launcher.backend == "debug":
-                settle(Outcome(**executor.submit(execute_unit, str(run_dir), unit.key, None, progress).result()))
-                break  # what it stored may have readied or settled others
-            job = executor.submit(execute_unit, str(run_dir), unit.key, _threads_per_worker(slots), progress)
-            running.append((unit, job, WorkerLog(job, unit.label) if progress else None))
-        if not running:
-            if waiting and len(outcomes) == settled_before:  # nothing ran, nothing can: a cycle
-                raise RuntimeError("dependency cycle in plan: " + ", ".join(u.label for u in waiting))
-            continue
-        time.sleep(0.2)
-        still = []
-        for unit, job, log in running:
-            if log is not None:
-                log.forward()
-            if not job.done():
-                still.append((unit, job, log))
+                _announce(unit, started)
+                executor = executor or make_executor(launcher, run_dir / "jobs")
+                if launcher.backend == "debug":
+                    settle(Outcome(**executor.submit(execute_unit, str(run_dir), unit.key, None, progress).result()))
+                    break  # what it stored may have readied or settled others
+                job = executor.submit(execute_unit, str(run_dir), unit.key, _threads_per_worker(slots), progress)
+                running.append((unit, job, WorkerLog(job, unit.label) if progress else None))
+            if not running:
+                if waiting and len(outcomes) == settled_before:  # nothing ran, nothing can: a cycle
+                    raise RuntimeError("dependency cycle in plan: " + ", ".join(u.label for u in waiting))
                 continue
-            if log is not None:
-                log.forward()
-            try:
-                settle(Outcome(**job.result()))
-            except Exception as error:  # the worker process itself died (killed, out of memory, ...)
-                settle(Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip()))
-        running = still
+            time.sleep(0.2)
+            still = []
+            for unit, job, log in running:
+                finished = job.done()
+                if log is not None:  # after done(): a finished worker's last lines are in its file
+                    log.forward()
+                if not finished:
+                    still.append((unit, job, log))
+                    continue
+                try:
+                    settle(Outcome(**job.result()))
+                except Exception as error:  # the worker process itself died (killed, out of memory, ...)
+                    settle(Outcome(unit.key, unit.label, "failed", error=f"worker died: {error}".strip()))
+            running = still
+    except BaseException:  # Ctrl-C (or an error here): no worker goes on computing unseen
+        for _, job, _ in running:
+            job.cancel(check=False)
+        raise
     return [outcomes[u.key] for u in plan.units]
+
+
+def _ready(waiting: list[Unit], outcomes: dict[str, Outcome], store: Store, settle: Reporter) -> list[Unit]:
+    """Settles the waiting units that need no worker (a dependency failed: skipped; already in the
+    store: cached), removing them from ``waiting``; returns those ready to run, in ``waiting``'s order."""
+    ready = []
+    for unit in list(waiting):
+        failed = [outcomes[d] for d in unit.deps if d in outcomes and outcomes[d].status in ("failed", "skipped")]
+        if failed:
+            waiting.remove(unit)
+            settle(Outcome(unit.key, unit.label, "skipped", error=f"dependency {failed[0].label} failed"))
+        elif all(d in outcomes for d in unit.deps):
+            if is_done(store, unit):
+                waiting.remove(unit)
+                settle(Outcome(unit.key, unit.label, "cached"))
+            else:
+                ready.append(unit)
+    return ready
 
 
 def _by_priority(plan: Plan) -> list[Unit]:
