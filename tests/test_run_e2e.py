@@ -92,7 +92,8 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
     suite = suite_file(tmp_path, 16)
     debug = run_cli("run", str(suite), "--store", str(tmp_path / "a"), "-o", "tasks.0.params.metrics=[psnr, ssim]")
     local = run_cli("run", str(suite), "--store", str(tmp_path / "b"), "--backend", "local",
-                    "-o", "launcher.max_workers=2", "-o", "tasks.0.params.metrics=[psnr, ssim]")
+                    "-o", "launcher.max_workers=2", "-o", "tasks.0.params.metrics=[psnr, ssim]",
+                    env={"TOKBENCH_NO_PROGRESS": "0"})
     assert debug.returncode == 0 and local.returncode == 0, local.stderr
     a, b = results(tmp_path / "a"), results(tmp_path / "b")
     for name in ("fine", "coarse"):
@@ -104,6 +105,11 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
     assert status.returncode == 0 and "2 done" in status.stdout
     # which unit the run is on, and each unit's wall time by phase in its record and in status
     assert "[1/2] reconstruction/" in debug.stderr and "[2/2] reconstruction/" in debug.stderr
+    # what the workers print reaches the terminal, tagged with their unit; submitit's own lines do not
+    lines = local.stderr.splitlines()
+    for name in ("fine", "coarse"):
+        assert any(line.startswith(f"  reconstruction/{name}/shapes > encoding") for line in lines), local.stderr
+    assert not any("submitit" in line for line in lines), local.stderr
     for name in ("fine", "coarse"):
         timings = b[name]["timings"]
         assert timings["phases"]["encoding"] > 0 and sum(timings["phases"].values()) <= timings["total"]

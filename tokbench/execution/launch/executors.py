@@ -1,9 +1,10 @@
 """Executors behind one seam: ``debug`` (in-process), ``local`` (subprocesses), ``slurm``.
 
 All go through submitit and submit two strings, ``(run_dir, unit_key)``, never a
-model. ``debug`` and ``local`` run the plan here, in dependency waves (a unit whose
-dependency failed is skipped with the reason); ``slurm`` submits job arrays with
-``afterok`` dependencies and returns (``tokbench.execution.launch.slurm``).
+model. ``debug`` and ``local`` run the plan here, each unit as soon as its dependencies
+are stored and a worker is free (a unit whose dependency failed is skipped with the
+reason); ``slurm`` submits job arrays with ``afterok`` dependencies, wave by wave, and
+returns (``tokbench.execution.launch.slurm``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from tokbench.config.suite import LauncherConfig
 from tokbench.errors import TokbenchError
