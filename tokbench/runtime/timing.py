@@ -118,7 +118,20 @@ def _counted(iterable: Iterable[T], lines: "ProgressLines") -> Iterator[T]:
         lines.update()
 
 
-class ProgressLines:
+class _NoBar:
+    """What :func:`progress_bar` returns when progress is off."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressLines(_NoBar):
     """A progress bar's stand-in where none can be drawn: ``desc: 120/300 steps, 1m10s in,
     about 1m45s left`` every :data:`LINE_EVERY_S` seconds."""
 
@@ -141,25 +154,6 @@ class ProgressLines:
         left = (self.total - self.count) * elapsed / done if done else None
         eta = f", about {format_seconds(left)} left" if left is not None else ""
         return f"{self.desc}: {self.count}/{self.total} {self.unit}s, {format_seconds(elapsed)} in{eta}"
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _NoBar:
-    """What :func:`progress_bar` returns when progress is off."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def progress_bar(total: int, desc: str, initial: int = 0, unit: str = "step", enabled: bool = True) -> Any:
