@@ -98,7 +98,7 @@ def test_local_backend_gives_the_same_numbers(tmp_path):
     a, b = results(tmp_path / "a"), results(tmp_path / "b")
     for name in ("fine", "coarse"):
         assert a[name]["metrics"] == pytest.approx(b[name]["metrics"], rel=1e-6)
-        assert "SUBMITIT_LOCAL_JOB_ID" in b[name]["provenance"]["jobs"]
+        assert "TOKBENCH_LOCAL_JOB_ID" in b[name]["provenance"]["jobs"]
         # each of the 2 workers gets half the cores; the thread count splits CPU sums, so it is recorded
         assert b[name]["provenance"]["device"]["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
     status = run_cli("status", "--store", str(tmp_path / "b"))

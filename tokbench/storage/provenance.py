@@ -89,7 +89,7 @@ def apply_tf32_policy(device: str, allowed: bool) -> None:
 
 
 def job_ids() -> dict[str, str]:
-    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_DEBUG_JOB_ID")
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "TOKBENCH_LOCAL_JOB_ID", "SUBMITIT_DEBUG_JOB_ID")
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 

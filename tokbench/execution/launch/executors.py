@@ -1,7 +1,8 @@
-"""Executors behind one seam: ``debug`` (in-process), ``local`` (subprocesses), ``slurm``.
+"""Executors behind one seam: ``debug`` (in-process), ``local`` (worker processes), ``slurm``.
 
-All go through submitit and submit two strings, ``(run_dir, unit_key)``, never a
-model. ``debug`` and ``local`` run the plan here, each unit as soon as its dependencies
+``debug`` and ``slurm`` go through submitit, ``local`` through this package's
+:class:`~tokbench.execution.launch.pool.WorkerPool`; all submit two strings,
+``(run_dir, unit_key)``, never a model. ``debug`` and ``local`` run the plan here, each unit as soon as its dependencies
 are stored and a worker is free (a unit whose dependency failed is skipped with the
 reason); ``slurm`` submits job arrays with ``afterok`` dependencies, wave by wave, and
 returns (``tokbench.execution.launch.slurm``).
@@ -10,7 +11,6 @@ returns (``tokbench.execution.launch.slurm``).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,8 +23,6 @@ from tokbench.execution.runner import Outcome, execute_unit, is_done
 from tokbench.storage.store import Store
 
 Reporter = Callable[[Outcome], None]
-#: submitit's own bookkeeping in a worker's log ("submitit INFO (...) - ...", "INFO:submitit:...")
-_SUBMITIT_LINE = re.compile(r"submitit [A-Z]+ \(|[A-Z]+:submitit:")
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -32,15 +30,15 @@ def _threads_per_worker(workers: int) -> int:
 
 
 def make_executor(launcher: LauncherConfig, folder: Path, parameters: dict | None = None):
-    """The submitit executor of a backend; ``parameters`` (slurm): from ``resources.submitit_parameters``."""
+    """The executor of a backend; ``parameters`` (slurm): from ``resources.submitit_parameters``."""
     import submitit
 
     if launcher.backend == "debug":
         return submitit.DebugExecutor(folder=str(folder))
     if launcher.backend == "local":
-        executor = submitit.LocalExecutor(folder=str(folder))
-        executor.update_parameters(timeout_min=launcher.timeout_min)
-        return executor
+        from tokbench.execution.launch.pool import WorkerPool
+
+        return WorkerPool(folder, launcher.max_workers, launcher.timeout_min)
     if launcher.backend == "slurm":
         executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
         executor.update_parameters(**(parameters or {}))
@@ -108,6 +106,9 @@ def launch(
         for _, job, _ in running:
             job.cancel(check=False)
         raise
+    finally:
+        if hasattr(executor, "shutdown"):
+            executor.shutdown()
     return [outcomes[u.key] for u in plan.units]
 
 
@@ -175,7 +176,7 @@ class WorkerLog:
         *lines, self.rest = (self.rest + data).split(b"\n")
         for line in lines:
             text = line.decode("utf-8", errors="replace").rstrip()
-            if text and not _SUBMITIT_LINE.match(text):
+            if text:
                 print(f"  {self.label} {text.lstrip()}", file=sys.stderr, flush=True)
 
 
