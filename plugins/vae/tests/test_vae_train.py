@@ -116,15 +116,3 @@ def test_preset_in_store_is_trained_once_with_metadata(tmp_path, monkeypatch):
     params["train"]["compile"] = True
     build_vae(params, context)
     assert len(calls) == 1
-
-
-@pytest.mark.slow
-def test_default_recipe_learns_shapes_quickly():
-    """A shortened default recipe on real shapes (about 30 s on 2 CPU cores)."""
-    from tokbench_vae.params import TinyTrainParams
-    from tokbench_vae.train import shapes_sources
-
-    params = TinyTrainParams(steps=300, full_resolution_steps=30, num_images=1024, holdout_images=32)
-    train_images, holdout = shapes_sources(params)
-    _, summary = train_tiny(params, train_images, holdout)
-    assert summary["holdout_psnr"] > 19.0, summary
