@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/run_all.py --only codec,lightningdit
     .venv/bin/python benchmarks/run_all.py --quick --out /tmp/bench   # seconds-long smoke run, nothing recorded
 
+``--quick`` runs the benchmarks two (or ``--jobs``) at a time: it checks that they run, times
+nothing, and most of its seconds are interpreters starting. Timed runs go one at a time.
+
 Each benchmark runs in its own process (its own peak memory, its own thread pool) with the
 settings below for the device, appends its JSON line to ``benchmarks/results/<name>.jsonl``
 and is summarised in ``benchmarks/results/SUMMARY-<device>.md`` (+ ``.json``): machine,
@@ -20,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(SETTINGS), help="comma-separated benchmark names")
     parser.add_argument("--quick", action="store_true", help="tiny settings, nothing appended to results/")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the summary goes")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="benchmarks at a time (default: 1; with --quick, the number of cores)")
     args = parser.parse_args(argv)
+    if args.jobs is not None and (args.jobs < 1 or not args.quick and args.jobs != 1):
+        raise SystemExit("--jobs: 1 for timed runs (benchmarks side by side distort each other's figures); >= 1 with --quick")
     if args.device is None:
         import torch
 
@@ -151,8 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {sorted(SETTINGS)}")
-    results = [run(name, SETTINGS[name][kind], args.device, record=not args.quick) for name in names
-               if kind in SETTINGS[name]]  # a benchmark without settings for this device kind does not apply
+    applicable = [name for name in names if kind in SETTINGS[name]]  # others have no settings for this device kind
+    jobs = args.jobs or (os.cpu_count() or 1 if args.quick else 1)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(lambda name: run(name, SETTINGS[name][kind], args.device, record=not args.quick),
+                                applicable))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"SUMMARY-{'quick' if args.quick else kind}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

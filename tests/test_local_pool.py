@@ -88,24 +88,23 @@ def test_a_unit_past_its_time_limit_is_stopped(tmp_path):
     pool = WorkerPool(tmp_path / "jobs", workers=1, timeout_min=1 / 60)
     try:
         job = pool.submit(sleep_long)
-        process = job.worker.process
         with pytest.raises(WorkerDied, match="timed out after"):
             wait_until(job, 30).result()
-        assert not process.is_alive()
+        assert not job.worker.alive()
     finally:
         pool.shutdown()
 
 
 def test_cancel_kills_the_worker_and_shutdown_leaves_no_process(tmp_path):
     pool = WorkerPool(tmp_path / "jobs", workers=2)
-    processes = [worker.process for worker in pool.workers]
+    workers = list(pool.workers)
     job = pool.submit(sleep_long)
     job.cancel()
     with pytest.raises(WorkerDied, match="cancelled"):
         job.result()
-    assert not job.worker.process.is_alive()
+    assert not job.worker.alive()
     pool.shutdown()
-    assert not any(process.is_alive() for process in processes)
+    assert not any(worker.alive() for worker in workers)
 
 
 def test_no_more_units_than_workers_run_at_once(tmp_path):
@@ -116,6 +115,25 @@ def test_no_more_units_than_workers_run_at_once(tmp_path):
             pool.submit(sleep_long)
     finally:
         pool.shutdown()
+
+
+def test_a_launcher_without_a_main_file_gets_workers_that_do_not_rerun_it(tmp_path):
+    """A notebook, ``python -`` or a script without a main guard: the workers must not run the
+    launcher's ``__main__`` again (multiprocessing's spawn would, and fail or recurse)."""
+    import subprocess
+
+    script = (
+        "import os\n"
+        "from tokbench.execution.launch.pool import WorkerPool\n"
+        f"pool = WorkerPool({str(tmp_path)!r}, workers=1)\n"
+        "print('worker pid', pool.submit(os.getpid).result(), 'launcher pid', os.getpid(), flush=True)\n"
+        "pool.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("worker pid") == 1  # the script ran once, in the launcher
+    worker, launcher = done.stdout.split()[2], done.stdout.split()[5]
+    assert worker != launcher
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -26,6 +26,8 @@ import itertools
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,6 @@ from typing import Any, Callable
 
 #: the environment variable naming the job that ran a unit (kept in its record's provenance)
 JOB_ID_VARIABLE = "TOKBENCH_LOCAL_JOB_ID"
-#: spawn, not fork: a forked worker would inherit the launcher's threads and locks
-_CONTEXT = multiprocessing.get_context("spawn")
 
 
 class WorkerDied(RuntimeError):
@@ -48,26 +48,40 @@ class JobPaths:
 
 
 class _Worker:
-    def __init__(self) -> None:
-        self.connection, child = _CONTEXT.Pipe()
-        # not a daemon: a unit may start processes of its own (data loader workers on a GPU)
-        self.process = _CONTEXT.Process(target=_serve, args=(child,), daemon=False, name="tokbench-worker")
-        self.process.start()
+    """One worker: ``python -m tokbench.execution.launch.pool FD PARENT`` talking over an inherited
+    socket. A plain interpreter, not multiprocessing's spawn: that would run the launcher's
+    ``__main__`` again in every worker (a notebook's cells, a script without a main guard)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.connection, child = multiprocessing.Pipe()
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "workers.err", "ab") as startup_log:  # what a worker prints before its first unit
+            # not a daemon: a unit may start processes of its own (data loader workers on a GPU)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tokbench.execution.launch.pool", str(child.fileno()), str(os.getpid())],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=startup_log, stderr=startup_log)
         child.close()
+        self.connection.send(list(sys.path))  # where the work's functions are importable from, as here
         self.busy = False
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def stop(self, kill: bool = False) -> None:
-        if kill and self.process.is_alive():
+        if kill and self.alive():
             self.process.kill()
         else:
             try:
                 self.connection.send(None)
             except (OSError, ValueError):
                 pass
-        self.process.join(timeout=10)
-        if self.process.is_alive():
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
+            self.process.wait()
         self.connection.close()
 
 
@@ -90,9 +104,8 @@ class PoolJob:
                 return True
         except (EOFError, OSError):
             pass  # the pipe closed: the process is gone, and says why below
-        if not worker.process.is_alive() or worker.connection.closed:
-            worker.process.join()
-            self._settle(("died", f"the worker process ended with exit code {worker.process.exitcode}"), dead=True)
+        if not worker.alive() or worker.connection.closed:
+            self._settle(("died", f"the worker process ended with exit code {worker.process.wait()}"), dead=True)
         elif time.monotonic() > self.deadline:
             self._settle(("died", f"timed out after {self.timeout_s / 60:g} min (launcher.timeout_min); the worker was stopped"),
                          dead=True)
@@ -124,7 +137,7 @@ class WorkerPool:
     def __init__(self, folder: Path, workers: int, timeout_min: float = 24 * 60) -> None:
         self.folder = Path(folder)
         self.timeout_s = timeout_min * 60
-        self.workers = [_Worker() for _ in range(workers)]
+        self.workers = [_Worker(self.folder) for _ in range(workers)]
         self.size = workers
         self._numbers = itertools.count()
 
@@ -133,7 +146,7 @@ class WorkerPool:
         if worker is None:
             if len(self.workers) >= self.size:
                 raise RuntimeError(f"all {self.size} workers are busy")
-            worker = _Worker()
+            worker = _Worker(self.folder)
             self.workers.append(worker)
         job_id = f"{worker.process.pid}_{next(self._numbers)}"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -146,21 +159,27 @@ class WorkerPool:
         if worker in self.workers:
             self.workers.remove(worker)
         worker.stop(kill=True)
+        worker.wait()
 
     def shutdown(self) -> None:
-        for worker in self.workers:
+        for worker in self.workers:  # all told first, then waited for: they exit side by side
             worker.stop(kill=worker.busy)
+        for worker in self.workers:
+            worker.wait()
         self.workers = []
 
 
-def _serve(connection) -> None:
+def _serve(connection, parent: int) -> None:
     """A worker's loop: run what arrives, one unit at a time, until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the launcher decides
-    _die_with_parent()
+    _die_with(parent)
     import gc
-    import sys
     import traceback
 
+    try:
+        sys.path[:] = connection.recv()
+    except (EOFError, OSError):
+        return
     import torch  # once, while the launcher plans; every unit needs it
 
     environment, cwd = dict(os.environ), os.getcwd()
@@ -187,12 +206,12 @@ def _serve(connection) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         gc.collect()
+        if torch.cuda.is_initialized():  # the next unit starts with the GPU memory a new process would see
+            torch.cuda.empty_cache()
         connection.send(reply)
 
 
 def _redirect(stdout: str, stderr: str) -> None:
-    import sys
-
     sys.stdout.flush()
     sys.stderr.flush()
     for path, descriptor in ((stdout, 1), (stderr, 2)):
@@ -203,7 +222,7 @@ def _redirect(stdout: str, stderr: str) -> None:
     sys.stderr.reconfigure(line_buffering=True)
 
 
-def _die_with_parent() -> None:
+def _die_with(parent: int) -> None:
     """Linux: the kernel kills this worker when the launcher dies, even by SIGKILL."""
     try:
         import ctypes
@@ -211,5 +230,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the launcher died before the line above took effect
+    if os.getppid() != parent:  # the launcher died before the line above took effect
         os._exit(1)
+
+
+if __name__ == "__main__":
+    from multiprocessing.connection import Connection
+
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
