@@ -78,6 +78,10 @@ def test_a_worker_that_dies_fails_its_unit_only_and_is_replaced(tmp_path):
             dead.result()
         after = wait_until(pool.submit(report_and_dirty, "c")).result()
         assert after["pid"] != dead.job_id.split("_")[0]
+        idle = pool.workers[0]
+        idle.process.kill()  # a worker that dies between units is replaced before it is given one
+        idle.process.wait()
+        assert wait_until(pool.submit(report_and_dirty, "d")).result()["pid"] not in (after["pid"], idle.process.pid)
         with pytest.raises(RuntimeError, match="ValueError: from inside the worker"):
             wait_until(pool.submit(raise_error)).result()
     finally:

@@ -105,7 +105,9 @@ class PoolJob:
         except (EOFError, OSError):
             pass  # the pipe closed: the process is gone, and says why below
         if not worker.alive() or worker.connection.closed:
-            self._settle(("died", f"the worker process ended with exit code {worker.process.wait()}"), dead=True)
+            self._settle(("died", f"the worker process ended with exit code {worker.process.wait()} (its output: "
+                                  f"{self.paths.stderr}; before its first unit: {self.paths.stderr.parent / 'workers.err'})"),
+                         dead=True)
         elif time.monotonic() > self.deadline:
             self._settle(("died", f"timed out after {self.timeout_s / 60:g} min (launcher.timeout_min); the worker was stopped"),
                          dead=True)
@@ -142,6 +144,8 @@ class WorkerPool:
         self._numbers = itertools.count()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> PoolJob:
+        for idle_but_dead in [w for w in self.workers if not w.busy and not w.alive()]:
+            self._discard(idle_but_dead)
         worker = next((w for w in self.workers if not w.busy), None)
         if worker is None:
             if len(self.workers) >= self.size:
