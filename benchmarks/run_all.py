@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {sorted(SETTINGS)}")
     applicable = [name for name in names if kind in SETTINGS[name]]  # others have no settings for this device kind
-    jobs = args.jobs or (os.cpu_count() or 1 if args.quick else 1)
+    jobs = args.jobs or ((os.cpu_count() or 1) if args.quick else 1)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda name: run(name, SETTINGS[name][kind], args.device, record=not args.quick),
                                 applicable))

@@ -134,7 +134,7 @@ class PoolJob:
 
 
 class WorkerPool:
-    """Up to ``workers`` processes; started at once, so their imports overlap the launcher's planning."""
+    """Up to ``workers`` processes, all started at once, so they import torch side by side."""
 
     def __init__(self, folder: Path, workers: int, timeout_min: float = 24 * 60) -> None:
         self.folder = Path(folder)
@@ -153,7 +153,6 @@ class WorkerPool:
             worker = _Worker(self.folder)
             self.workers.append(worker)
         job_id = f"{worker.process.pid}_{next(self._numbers)}"
-        self.folder.mkdir(parents=True, exist_ok=True)
         paths = JobPaths(self.folder / f"{job_id}_log.out", self.folder / f"{job_id}_log.err")
         worker.busy = True
         worker.connection.send((fn, args, {JOB_ID_VARIABLE: job_id}, str(paths.stdout), str(paths.stderr)))
@@ -184,7 +183,7 @@ def _serve(connection, parent: int) -> None:
         sys.path[:] = connection.recv()
     except (EOFError, OSError):
         return
-    import torch  # once, while the launcher plans; every unit needs it
+    import torch  # once, before the first unit; every unit needs it
 
     environment, cwd = dict(os.environ), os.getcwd()
     while True:
