@@ -31,6 +31,10 @@ def child(name: str, threads: int, steps: int) -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "3000")  # as the tokbench CLI sets it
     import torch
 
+    from tokbench.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()  # as every unit runs
+
     from profile_tiny_training import TRAINERS
 
     torch.set_num_threads(threads)

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import torch
 
+from tokbench.runtime.memory import freed_memory_kept, keep_freed_memory
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -30,9 +32,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to benchmarks/results/")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (tokbench's units keep freed memory: tokbench/runtime/memory.py)")
 
 
 def setup(args: argparse.Namespace) -> torch.device:
+    if not args.default_allocator:  # as every tokbench unit runs
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     return torch.device(args.device)
@@ -72,6 +78,7 @@ def machine(device: Any) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "freed_memory_kept": freed_memory_kept(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -24,6 +24,8 @@ os.environ.setdefault("GOMP_SPINCOUNT", "3000")  # as the tokbench CLI sets it, 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from tokbench.runtime.memory import keep_freed_memory  # noqa: E402
+
 
 def vae(steps: int):
     from tokbench.training.tiny import shapes_sources
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(TRAINERS), help=f"comma-separated: {', '.join(TRAINERS)}")
     parser.add_argument("--top", type=int, default=8, help="ops shown per trainer")
     args = parser.parse_args()
+    keep_freed_memory()  # as every unit runs
     for name in args.only.split(","):
         total, run = TRAINERS[name](args.steps)
         _, warm = TRAINERS[name](1)

@@ -160,7 +160,7 @@ def execute_unit(run_dir: str, unit_key: str, threads: int | None = None, progre
         label = unit.label
         if is_done(store, unit):
             return Outcome(unit_key, label, "cached").to_dict()
-        _set_threads(threads)
+        _prepare_process(threads)
         with store.lock(unit.key):
             if is_done(store, unit):
                 return Outcome(unit_key, label, "cached").to_dict()
@@ -203,7 +203,7 @@ def _execute_unit_on_ranks(run_path: Path, unit_key: str, threads: int | None, r
         unit = plan.unit(unit_key)
         label = unit.label
         store = RankStore(suite.store.root, ranks, rendezvous)
-        _set_threads(threads)
+        _prepare_process(threads)
         if ranks.leader:
             _write_status(run_path, unit, "running")
             with store.lock(unit.key):
@@ -230,7 +230,10 @@ def _execute_unit_on_ranks(run_path: Path, unit_key: str, threads: int | None, r
     return outcome.to_dict()
 
 
-def _set_threads(threads: int | None) -> None:
+def _prepare_process(threads: int | None) -> None:
+    from tokbench.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()  # the same process settings for every unit, whichever backend runs it
     if threads:
         import torch
 

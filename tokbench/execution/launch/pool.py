@@ -185,6 +185,8 @@ def _serve(connection, parent: int) -> None:
         return
     import torch  # once, before the first unit; every unit needs it
 
+    from tokbench.runtime.memory import release_freed_memory
+
     environment, cwd = dict(os.environ), os.getcwd()
     while True:
         try:
@@ -209,6 +211,7 @@ def _serve(connection, parent: int) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         gc.collect()
+        release_freed_memory()  # one unit's peak is not held for the next
         if torch.cuda.is_initialized():  # the next unit starts with the GPU memory a new process would see
             torch.cuda.empty_cache()
         connection.send(reply)
