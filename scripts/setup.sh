@@ -18,7 +18,8 @@ fi
 
 # uv installs the same pinned wheels from the same sources as pip (scripts/pip_sources.py) in
 # about half the time: 36 s against 66 s for the 6 GB of a CUDA torch on a 2-core machine,
-# compiling the bytecode on both cores. TOKBENCH_INSTALLER=pip, or no uv to be had, uses pip.
+# compiling the bytecode on both cores. TOKBENCH_INSTALLER=pip uses pip, as does a machine
+# where uv cannot be installed; an install uv fails is tried again with pip.
 UV_VERSION=0.13.10
 install() {
   if [ "${TOKBENCH_INSTALLER:-uv}" = uv ] && { [ -x .venv/bin/uv ] \

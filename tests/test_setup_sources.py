@@ -35,16 +35,17 @@ def test_pip_precedence_and_lists_become_uv_options():
     ]
 
 
-def test_no_configuration_prints_nothing(tmp_path):
+def _printed(tmp_path, **variables) -> str:
+    """The script's output with no pip configuration but ``variables``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
-    printed = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, check=True)
-    assert printed.stdout == ""
+    env.update(PIP_CONFIG_FILE=os.devnull, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path), **variables)
+    return subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, check=True).stdout
+
+
+def test_no_configuration_prints_nothing(tmp_path):
+    assert _printed(tmp_path) == ""
 
 
 def test_the_environment_reaches_uv(tmp_path):
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path),
-               PIP_EXTRA_INDEX_URL="file:///x/simple file:///y/simple")
-    printed = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, check=True)
-    assert printed.stdout.splitlines() == ["--extra-index-url", "file:///x/simple", "--extra-index-url", "file:///y/simple"]
+    printed = _printed(tmp_path, PIP_EXTRA_INDEX_URL="file:///x/simple file:///y/simple")
+    assert printed.splitlines() == ["--extra-index-url", "file:///x/simple", "--extra-index-url", "file:///y/simple"]

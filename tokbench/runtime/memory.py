@@ -15,7 +15,6 @@ PyTorch's own guidance for CPU runs is the same effect through jemalloc or tcmal
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -24,7 +23,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 
 DISABLE_VARIABLE = "TOKBENCH_KEEP_FREED_MEMORY"
-_applied: bool | None = None
+_glibc: ctypes.CDLL | None = None  # set once the settings are in force
 
 
 def keep_freed_memory() -> bool:
@@ -32,34 +31,31 @@ def keep_freed_memory() -> bool:
 
     Idempotent; returns whether the settings are in force. ``TOKBENCH_KEEP_FREED_MEMORY=0``
     leaves the allocator as it is."""
-    global _applied
-    if _applied is not None:
-        return _applied
-    _applied = False
+    global _glibc
+    if _glibc is not None:
+        return True
     if os.environ.get(DISABLE_VARIABLE, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu_version = libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
         return False
-    gnu_version.restype = ctypes.c_char_p
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only: musl's mallopt does nothing
+        return False
+    libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success
-    _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    return _applied
+    if libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1):
+        _glibc = libc
+    return _glibc is not None
 
 
 def release_freed_memory() -> None:
     """Give the heap's free memory back to the kernel (between two units of a persistent worker,
     so that one unit's peak is not held for the next)."""
-    if not _applied:
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.malloc_trim(ctypes.c_size_t(0))
+    if _glibc is not None:
+        _glibc.malloc_trim(ctypes.c_size_t(0))
 
 
 def freed_memory_kept() -> bool:
     """Whether :func:`keep_freed_memory` is in force in this process (recorded with benchmarks)."""
-    return bool(_applied)
+    return _glibc is not None
