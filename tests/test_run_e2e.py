@@ -67,6 +67,14 @@ def test_run_then_rerun_recomputes_nothing(tmp_path):
     assert measured and all(c["ci_low"] <= c["value"] <= c["ci_high"] and c["ci_method"] for c in measured)
     assert all(isinstance(c["tied_with_best"], bool) for c in measured)
     assert "±" in first.stdout and "Holm" in first.stdout
+    # each unit's line carries its headline numbers as it finishes, with the leaderboard's own intervals
+    done = next(line for line in first.stdout.splitlines() if line.lstrip().startswith("done    reconstruction/fine/"))
+    row = next(line for line in first.stdout.splitlines() if line.startswith("| bicubic f2"))
+    shown = {part.split(" ", 2)[0]: part.rsplit("↓ ", 1)[-1].rsplit("↑ ", 1)[-1].split("  (")[0].strip()
+             for part in done.split(": ", 1)[1].split(" · ")}
+    assert set(shown) == {"rFID", "PSNR", "SSIM"} and "(± 95% interval)" in done, done
+    for text in shown.values():
+        assert "±" in text and text in row, (text, row)
     provenance = found["fine"]["provenance"]
     assert provenance["software"]["torch"] and provenance["software"]["torch-fidelity"] == "0.4.0"
     assert found["fine"]["evaluator"]["fid"]["weights_sha256"].startswith("7ff4a85c")

@@ -208,10 +208,13 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
             click.echo(f"  replacing {unit.label}: the result of {run_name} moved to {moved}")
     run_dir = create_run(store, resolved, plan, suite)
 
+    headline = _unit_headline(store, resolved.report)
+
     def report(outcome) -> None:
         colour = {"done": "green", "cached": None, "failed": "red", "skipped": "yellow"}[outcome.status]
         timing = f" in {outcome.seconds:.1f}s" if outcome.status == "done" else ""
-        click.secho(f"  {outcome.status:7s} {outcome.label}{timing}", fg=colour)
+        result = headline(outcome.key) if outcome.status == "done" else ""
+        click.secho(f"  {outcome.status:7s} {outcome.label}{timing}{': ' + result if result else ''}", fg=colour)
         if outcome.error:
             click.secho(f"          {outcome.error}", fg=colour, err=True)
 
@@ -236,6 +239,31 @@ def run(suite: str, overrides: tuple[str, ...], backend: str | None, store_root:
     if failed:
         click.secho(f"{len(failed)} unit(s) did not complete; logs: {run_dir / 'units'}", fg="red", err=True)
         sys.exit(1)
+
+
+def _unit_headline(store, report_config):
+    """``key -> text``: a finished unit's headline metrics with the leaderboard's intervals
+    (``tokbench.report.unit_summary``); the first line says what the intervals are. Empty for a
+    unit that stored no result (a tokenizer's training) or whose record cannot be read: the
+    leaderboard at the end shows everything."""
+    from tokbench.report.unit_summary import summary
+    from tokbench.report.verdicts import Verdicts
+
+    verdicts = Verdicts.from_config(store, report_config)
+    explained = False
+
+    def headline(key: str) -> str:
+        nonlocal explained
+        try:
+            text = summary(store.get_result(key), verdicts, report_config) if store.has_result(key) else ""
+        except (OSError, ValueError, KeyError) as error:
+            return f"(result unreadable: {error})"
+        if text and not explained:
+            explained = True
+            text += f"  (± {report_config.confidence:.0%} interval)"
+        return text
+
+    return headline
 
 
 def _print_results(store, keys: list[str], suite) -> None:
