@@ -129,6 +129,17 @@ def test_among_equals_the_heaviest_goes_first_so_short_units_fill_the_end(monkey
     assert order == ["generation", "probe", "probe2"]
 
 
+def test_the_lightest_evaluation_needing_nothing_trained_goes_first(monkeypatch):
+    # a first number in the first minute: reconstruction of an untrained baseline before any training
+    plan = Plan("d", [unit("train"), Unit("gen-base", "evaluate", "t", "gen-base", weight=5.0),
+                      Unit("rec-base", "evaluate", "t", "rec-base"), Unit("rec-base2", "evaluate", "t", "rec-base2"),
+                      unit("rec-trained", "train")])
+    _, _, order = run(plan, "debug", {}, monkeypatch=monkeypatch)
+    assert order == ["rec-base", "train", "gen-base", "rec-base2", "rec-trained"], order
+    _, events, _ = run(plan, "local", {"rec-base": 0.3, "train": 0.3}, monkeypatch=monkeypatch)
+    assert events["rec-base"][0] < 0.1 + min(start for start, _ in events.values())  # on two workers, it starts at once too
+
+
 def test_the_generation_task_is_weighted_as_the_heavy_one():
     from tokbench.tasks.base import Task
     from tokbench.tasks.generation import GenerationTask
