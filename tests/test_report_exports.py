@@ -147,3 +147,13 @@ def test_column_and_row_groups_in_every_renderer():
     html = html_table(table)
     assert '<th class="group" colspan="2">reconstruction</th>' in html
     assert '<tr class="row-group"><th colspan="4">vtp</th></tr>' in html
+
+
+def test_the_terminal_prints_a_legend_once_not_under_every_table():
+    from tokbench.report.exporters.text import markdown_table, shared_legend
+    from tokbench.report.table_model import Cell, Table
+
+    notes = ["± / [ ]: intervals.", "± / [ ]: intervals.", "± / [ ]: intervals. Cells without stored per-item evidence are not tested."]
+    tables = [Table(f"t{i}", f"t{i}", ["a"], [], {(0, 0): Cell(1.0)}, {}, verdict_note=note) for i, note in enumerate(notes)]
+    assert shared_legend(tables) == ["± / [ ]: intervals. Cells without stored per-item evidence are not tested."]
+    assert "intervals" in markdown_table(tables[0]) and "intervals" not in markdown_table(tables[0], legend=False)

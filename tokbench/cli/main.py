@@ -294,7 +294,7 @@ def _print_results(store, keys: list[str], suite) -> None:
 
 def _write_results(store, records, directory: Path, suite) -> tuple[dict[str, Path], str]:
     """Print the tables, write the leaderboard; (files written, text printed)."""
-    from tokbench.report.exporters.text import markdown_table
+    from tokbench.report.exporters.text import markdown_table, shared_legend
     from tokbench.report.report import build_report, write_leaderboard
     from tokbench.report.tables import ComparabilityError
 
@@ -304,7 +304,10 @@ def _write_results(store, records, directory: Path, suite) -> tuple[dict[str, Pa
     except ComparabilityError as error:  # the units of one plan share protocols; a custom table may not
         click.secho(str(error), fg="yellow", err=True)
         return {}, ""
-    lines = [("\n" if index else "") + markdown_table(table) for index, table in enumerate(report.tables)]
+    # the legend once, after the tables: six copies of the same paragraph bury the numbers
+    lines = [("\n" if index else "") + markdown_table(table, legend=False) for index, table in enumerate(report.tables)]
+    legend = shared_legend(report.tables)
+    lines += ["", *legend] if legend else []
     lines += _unavailable_notes(records)
     if report.predictions:  # budget ladders: predictions, apart from the measured tables
         lines.append("\n" + report.predictions)

@@ -30,7 +30,8 @@ def _legend(table: Table) -> list[str]:
     return ["**best**, _second best_ per column."] if emphasised else []
 
 
-def markdown_table(table: Table) -> str:
+def markdown_table(table: Table, legend: bool = True) -> str:
+    """The table, its legend (``legend=False``: left to the caller, see ``shared_legend``) and its footnotes."""
     from tabulate import tabulate
 
     rows = []
@@ -49,11 +50,18 @@ def markdown_table(table: Table) -> str:
     body = tabulate(rows, headers=["tokenizer", *(c.header for c in table.columns)], tablefmt="github",
                     disable_numparse=True)
     lines = [f"### {table.title}", "", body]
-    legend = _legend(table)
-    if legend:
-        lines += ["", *legend]
-    lines += [f"<sup>{mark}</sup> {text}" for mark, text in table.footnotes.items()]
+    shown = _legend(table) if legend else []
+    notes = [f"<sup>{mark}</sup> {text}" for mark, text in table.footnotes.items()]
+    if shown or notes:
+        lines += ["", *shown, *notes]
     return "\n".join(lines)
+
+
+def shared_legend(tables: list[Table]) -> list[str]:
+    """The tables' legends once each, for several tables printed one after another (the terminal):
+    a legend that another one extends (the same text plus a sentence) is left out."""
+    legends = list(dict.fromkeys(line for table in tables for line in _legend(table)))
+    return [line for line in legends if not any(other != line and other.startswith(line) for other in legends)]
 
 
 def export_markdown(report: Report) -> str:
