@@ -256,8 +256,8 @@ def _unit_headline(store, report_config):
         nonlocal explained
         try:
             text = summary(store.get_result(key), verdicts, report_config) if store.has_result(key) else ""
-        except (OSError, ValueError, KeyError) as error:
-            return f"(result unreadable: {error})"
+        except Exception as error:  # a display line must never stop the run; the leaderboard says more
+            return f"(headline unavailable: {error})"
         if text and not explained:
             explained = True
             text += f"  (± {report_config.confidence:.0%} interval)"
