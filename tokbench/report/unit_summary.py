@@ -4,8 +4,9 @@
 soon as their unit is in the store, minutes before the leaderboard. The headline metrics are
 the columns the suite's ``report.tables`` give the unit's task (the overview a reader looks at
 first); a task no column names shows its metrics that have a direction (``↑``/``↓``) and are
-estimates, not counts. Each interval is the leaderboard's own (the same ``Verdicts``, reading
-the replicates the unit stored), so the line and the table never disagree. Torch-free.
+estimates, not counts. Each interval is computed as the leaderboard computes it (the same
+``Verdicts``, reading the replicates the unit stored): the line shows what a table cell holding
+this result alone shows (a cell averaging several seeds' results has its own interval). Torch-free.
 """
 
 from __future__ import annotations
