@@ -1,5 +1,6 @@
-"""How long a new user waits: the quickstart from a fresh store (median of N runs), then a rerun
-with everything in the store, and where the first run's time went, phase by phase.
+"""How long a new user waits: the quickstart from a fresh store (median of N runs) and, in each, how
+long until the first unit's numbers were printed; then a rerun with everything in the store, and
+where the first run's time went, phase by phase.
 
     .venv/bin/python benchmarks/bench_quickstart.py                  # suites/quickstart.yaml, 2 fresh runs (~50 min on 2 cores)
     .venv/bin/python benchmarks/bench_quickstart.py --runs 1 --no-record
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -46,14 +48,23 @@ tasks:
 """
 
 
-def run_suite(suite: Path, store: Path) -> float:
+FIRST_RESULT = re.compile(r"^\s+done\s+\S+ in [\d.]+s: ")  # a finished unit's line with its headline numbers
+
+
+def run_suite(suite: Path, store: Path) -> tuple[float, float | None]:
+    """(wall seconds, seconds until the first unit's headline numbers were printed; None: none printed)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tokbench.cli.main", "run", str(suite), "--store", str(store), "--no-progress"],
-                          cwd=REPO, capture_output=True, text=True)
+    first_result, output = None, []
+    with subprocess.Popen([sys.executable, "-m", "tokbench.cli.main", "run", str(suite), "--store", str(store), "--no-progress"],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            output.append(line)
+            if first_result is None and FIRST_RESULT.match(line):
+                first_result = time.perf_counter() - started
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"tokbench run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds
+    if process.returncode != 0:
+        raise SystemExit(f"tokbench run failed ({process.returncode}):\n{''.join(output)[-6000:]}")
+    return seconds, first_result
 
 
 def phase_totals(store: Path) -> tuple[dict[str, float], float]:
@@ -82,18 +93,22 @@ def main() -> None:
         if args.quick:
             suite = Path(tmp) / "quick.yaml"
             suite.write_text(QUICK_SUITE)
-        fresh = []
+        fresh, first_results = [], []
         for index in range(args.runs):
             store = Path(tmp) / f"store-{index}"
-            fresh.append(run_suite(suite, store))
-            print(f"fresh run {index + 1}/{args.runs}: {fresh[-1]:.1f}s", file=sys.stderr)
-        cached = run_suite(suite, store)  # everything in the store (last fresh run's)
+            seconds, first_result = run_suite(suite, store)
+            fresh.append(seconds)
+            first_results.append(first_result)
+            print(f"fresh run {index + 1}/{args.runs}: {seconds:.1f}s, first result printed at "
+                  f"{'-' if first_result is None else f'{first_result:.1f}s'}", file=sys.stderr)
+        cached, _ = run_suite(suite, store)  # everything in the store (last fresh run's)
         print(f"cached rerun: {cached:.1f}s", file=sys.stderr)
         phases, units = phase_totals(store)
         table = (store / "leaderboards").glob("*/timings.md")
         print(next(table).read_text() if phases else "(no timings recorded)")
 
-    figures = {"fresh_seconds_median": statistics.median(fresh), "fresh_seconds": fresh, "cached_rerun_seconds": cached,
+    figures = {"fresh_seconds_median": statistics.median(fresh), "fresh_seconds": fresh,
+               "first_result_seconds": first_results, "cached_rerun_seconds": cached,
                "units_seconds": units, "phase_seconds": phases}
     record("quickstart", {"suite": "quick" if args.quick else str(Path(args.suite).name), "runs": args.runs}, figures, [],
            "cpu", save=not args.no_record and not args.quick)
