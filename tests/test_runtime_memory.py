@@ -1,6 +1,7 @@
 """Freed memory stays in the process (tokbench/runtime/memory.py): a model's activations, freed
-and allocated again at every batch, fault in no new pages and the process does not grow; what
-the heap holds goes back to the kernel on request (between two units of a worker)."""
+and allocated again at every batch, are served from the heap instead of fresh pages, so the page
+faults do not repeat batch after batch and the process does not keep growing; what the heap holds
+goes back to the kernel on request (between two units of a worker)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,10 @@ import sys
 
 import pytest
 
-PROBE = """
+BATCHES = 12
+BLOCK_PAGES = 32 * 2**20 // 4096  # one 32 MiB activation in 4 KiB pages
+
+PROBE = f"""
 import resource, sys
 import torch
 from tokbench.runtime.memory import keep_freed_memory, release_freed_memory
@@ -22,10 +26,10 @@ def rss_mib():
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3, padding=1))
 x = torch.rand(4, 3, 256, 256)   # 32 MiB activations: above glibc's largest mmap threshold
 with torch.inference_mode():
-    for _ in range(2):
+    for _ in range(4):  # the heap's first growths
         net(x).sum().item()
     before, warm = faults(), rss_mib()
-    for _ in range(6):
+    for _ in range({BATCHES}):
         net(x).sum().item()
 refaulted, grown, held = faults() - before, rss_mib() - warm, rss_mib()
 release_freed_memory()
@@ -42,13 +46,16 @@ def _probe(mode: str) -> tuple[bool, int, int, int]:
 def test_activations_are_reused_without_page_faults_and_released_between_units():
     applied, refaulted, grown, released_mib = _probe("keep")
     assert applied
-    assert refaulted < 2_000, f"{refaulted} page faults for blocks the heap already held"
-    assert grown < 16, f"the process grew by {grown} MiB over six identical batches"
+    # The heap may still grow once or twice while its free blocks settle into a layout that fits
+    # a batch (0, 1 or 2 blocks of 32 MiB, varying from run to run with the address layout); after
+    # that every batch is served from it. glibc's default faults in every block of every batch.
+    assert refaulted < 2 * BLOCK_PAGES + 2_000, f"{refaulted} page faults over {BATCHES} batches"
+    assert grown <= 2 * 32 + 16, f"the process grew by {grown} MiB over {BATCHES} identical batches"
     assert released_mib > 32, "release_freed_memory gave nothing back"
     untouched, refaulted_by_default, _, _ = _probe("default")
     assert not untouched
-    # glibc's default: every batch maps its 32 MiB activations afresh and faults in each 4 KiB page
-    assert refaulted_by_default > 6 * 8192
+    assert refaulted_by_default > BATCHES * BLOCK_PAGES
+    assert refaulted_by_default > 5 * refaulted
 
 
 def test_switched_off_by_the_environment():
