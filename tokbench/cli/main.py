@@ -246,17 +246,20 @@ def _unit_headline(store, report_config):
     (``tokbench.report.unit_summary``); the first line says what the intervals are. Empty for a
     unit that stored no result (a tokenizer's training) or whose record cannot be read: the
     leaderboard at the end shows everything."""
-    verdicts = None  # built at the first finished unit: a rerun with everything stored never pays its imports
+    verdicts = None  # built at the first finished result: a rerun with everything stored never pays its imports
     explained = False
 
     def headline(key: str) -> str:
         nonlocal explained, verdicts
         try:
-            from tokbench.report.unit_summary import summary
+            from tokbench.report.unit_summary import headline_metrics, summary
             from tokbench.report.verdicts import Verdicts
 
+            record = store.get_result(key) if store.has_result(key) else {}
+            if not headline_metrics(record, report_config):  # a tokenizer's training: no numbers to show
+                return ""
             verdicts = verdicts or Verdicts.from_config(store, report_config)
-            text = summary(store.get_result(key), verdicts, report_config) if store.has_result(key) else ""
+            text = summary(record, verdicts, report_config)
         except Exception as error:  # a display line must never stop the run; the leaderboard says more
             return f"(headline unavailable: {error})"
         if text and not explained:

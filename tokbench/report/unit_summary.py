@@ -56,5 +56,5 @@ def summary(record: dict[str, Any], verdicts=None, report_config=None) -> str:
                     evidence=json.dumps(evidence[name], sort_keys=True) if name in evidence else None)
         if verdicts is not None:
             verdicts.interval(cell, info)
-        parts.append(f"{info.label} {info.arrow} {cell.text(info, style)}".replace("  ", " "))
+        parts.append(" ".join(part for part in (info.label, info.arrow, cell.text(info, style)) if part))
     return " · ".join(parts)
