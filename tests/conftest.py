@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
     full_env = {**os.environ, "TOKBENCH_NO_PROGRESS": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tokbench.cli.main", *args], cwd=cwd or REPO, env=full_env,
+        tokbench_command(*args), cwd=cwd or REPO, env=full_env,
         capture_output=True, text=True, timeout=timeout,
     )
 
