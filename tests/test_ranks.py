@@ -38,12 +38,16 @@ def _both(leader_fn, follower_fn, timeout: float = 30.0):
         except BaseException as error:  # noqa: BLE001 - handed to the test
             errors[name] = error
 
-    threads = [threading.Thread(target=run, args=(n, f)) for n, f in (("leader", leader_fn), ("follower", follower_fn))]
+    # Daemon threads: a rank that hangs fails this test and cannot keep the interpreter (and CI) alive.
+    threads = [threading.Thread(target=run, args=(n, f), name=n, daemon=True)
+               for n, f in (("leader", leader_fn), ("follower", follower_fn))]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + timeout
     for thread in threads:
-        thread.join(timeout)
-        assert not thread.is_alive(), "a rank hung"
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    assert not hung, f"{' and '.join(hung)} still waiting after {timeout:.0f} s; the other rank's errors: {errors}"
     return results, errors
 
 

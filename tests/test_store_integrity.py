@@ -60,6 +60,29 @@ def test_a_damaged_shard_is_rewritten(tmp_path, capsys):
     assert "shard s/0" in capsys.readouterr().err
 
 
+def test_a_shard_renamed_in_between_two_looks_reads_as_intact(tmp_path, monkeypatch, capsys):
+    """Another rank's shard lands (an atomic rename) after the reader found no manifest but before
+    it asked whether the directory exists: the reader must see a whole shard, not crash or
+    quarantine it (a multi-rank extraction died of this in CI and left rank 0 waiting)."""
+    writer = Store(tmp_path)
+    sharded = writer.sharded("s", kind="feat", num_shards=2)
+    sharded.write_shard(0, lambda d: np.save(d / "x.npy", np.zeros(3)))
+    shard = sharded.partial / "shard-00000"
+    hidden = tmp_path / "in-flight"
+    os.rename(shard, hidden)
+    real_exists = type(shard).exists
+
+    def exists_after_the_rename_lands(path, *args, **kwargs):
+        if path == shard and hidden.exists():
+            os.rename(hidden, shard)
+        return real_exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(shard), "exists", exists_after_the_rename_lands)
+    reader = Store(tmp_path).sharded("s", kind="feat", num_shards=2)
+    assert reader.missing() == [1]
+    assert "quarantine" not in capsys.readouterr().err and not list((tmp_path / "quarantine").iterdir())
+
+
 def test_result_records_are_hashed_and_checked(tmp_path, capsys):
     store = Store(tmp_path)
     store.put_result("r1", {"type": "result", "metrics": {"rfid": 271.31783}})

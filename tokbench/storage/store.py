@@ -243,17 +243,17 @@ class Store:
     def _intact(self, directory: Path, memo: str, kind: str, key: str | None) -> bool:
         """``directory`` matches its manifest (checked once per manifest version in this
         process); a damaged one is quarantined."""
-        try:
-            stat = (directory / MANIFEST).stat()
-        except FileNotFoundError:
+        stat = _manifest_stat(directory)
+        if stat is None:
             if not directory.exists():
                 return False
-            stat = None
+            stat = _manifest_stat(directory)  # another writer's atomic rename may have landed in between
         if stat is not None and self._verified.get(memo) == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
             return True
         problem = check_directory(directory, key)
         if problem is None:
-            self._verified[memo] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)  # type: ignore[union-attr]
+            if stat is not None:  # (None: the manifest appeared during the check; it is verified again next time)
+                self._verified[memo] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
             return True
         self.quarantine(directory, kind, memo, f"{problem[0]} {problem[1]}")
         return False
@@ -595,6 +595,13 @@ class Store:
             for path in removed:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return removed
+
+
+def _manifest_stat(directory: Path) -> os.stat_result | None:
+    try:
+        return (directory / MANIFEST).stat()
+    except FileNotFoundError:
+        return None
 
 
 def _is_held(path: Path) -> bool:
