@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, requires_fid_weights, run_cli
+from conftest import QUICKSTART_TIMEOUT_S, REPO, requires_fid_weights, run_cli
 
-pytestmark = [requires_fid_weights, pytest.mark.slow]
+# its own limit: the background run's (QUICKSTART_TIMEOUT_S from the session's start), then the rerun
+pytestmark = [requires_fid_weights, pytest.mark.slow, pytest.mark.timeout(QUICKSTART_TIMEOUT_S + 600)]
 
 
 def test_quickstart_runs_and_reruns_for_free(quickstart_first_run):
