@@ -33,12 +33,15 @@ def hermetic_environment(base: Path) -> dict[str, str]:
     }
 
 
-def _run_only_when_idle() -> None:
-    """In the child before it starts: SCHED_IDLE (inherited by its workers), else the lowest nice."""
+def _prepare_child() -> None:
+    """In the child before it starts: SCHED_IDLE (inherited by its workers), else the lowest nice;
+    and SIGINT's default action, so that :meth:`BackgroundRun.stop` interrupts it even when the test
+    session ignores SIGINT (started by a non-interactive shell's ``&``, as CI scripts often are)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(19)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class BackgroundRun:
             self.process = subprocess.Popen(
                 command, cwd=cwd,
                 env={**os.environ, **self.env}, stdout=out, stderr=err, text=True,
-                preexec_fn=_run_only_when_idle,
+                preexec_fn=_prepare_child,
             )
         self.seconds: float | None = None
 
