@@ -16,7 +16,7 @@ import traceback
 
 import pytest
 
-GRACE_S = 30.0  # threads still finishing their work get this long, all together
+GRACE_S = 30.0  # threads still finishing their work get this long, all together (TOKBENCH_LEFTOVER_THREAD_GRACE_S)
 _exit_status = 0
 
 
