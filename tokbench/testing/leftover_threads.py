@@ -53,6 +53,6 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     alive = leftover_threads(float(os.environ.get("TOKBENCH_LEFTOVER_THREAD_GRACE_S", GRACE_S)))
     if alive:
+        sys.stdout.flush()  # the summary first, then why the session stops
         print(describe(alive), file=sys.__stderr__, flush=True)
-        sys.stdout.flush()
         os._exit(_exit_status or 1)
